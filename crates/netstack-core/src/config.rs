@@ -1,0 +1,134 @@
+//! Stack configuration: buffer sizes, limits and timeouts, with documented defaults.
+//!
+//! The defaults suit a phone or desktop VPN: a few thousand connections, a local TUN link.
+//! Memory per TCP connection is `tcp_rx_buffer + tcp_tx_buffer` (allocated when the SYN is
+//! accepted, freed when the connection is gone); the worst case is that times `max_connections`.
+
+use smoltcp::time::Duration;
+
+/// Configuration of a [`Stack`](crate::Stack). Build it with [`Config::default`] and the
+/// chainable setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// MTU of the link (largest IP packet, in bytes). Default 1500. Must be at least 1280 for IPv6.
+    pub mtu: usize,
+    /// Receive buffer per TCP connection, in bytes; it also sets the advertised window and the
+    /// window-scale shift. Default 256 KiB.
+    pub tcp_rx_buffer: usize,
+    /// Send buffer per TCP connection, in bytes. Default 256 KiB.
+    pub tcp_tx_buffer: usize,
+    /// Maximum number of TCP connections in any state (half-open, established, closing,
+    /// abandoned). SYNs beyond it are answered with RST. Default 4096.
+    pub max_connections: usize,
+    /// Maximum number of half-open connections (SYN received, handshake not complete). SYNs
+    /// beyond it are answered with RST. Default 256.
+    pub syn_backlog: usize,
+    /// How long a half-open connection may wait for the handshake to complete before it is
+    /// dropped. Default 5 s.
+    pub syn_timeout: Duration,
+    /// Maximum number of established connections waiting for `accept`. Connections that complete
+    /// the handshake when it is full are reset. Default 256.
+    pub accept_queue: usize,
+    /// Packets waiting to be processed by the runner. Default 256. A full queue pushes back on
+    /// the packet source (the `Sink` is not ready).
+    pub ingress_queue: usize,
+    /// Packets waiting to be written to the device. Default 256. When full, smoltcp holds
+    /// segments in the socket buffers (no drops) until the device drains.
+    pub egress_queue: usize,
+    /// How long a connection the application has dropped may take to finish closing (FIN
+    /// exchange) before it is reset. Default 30 s.
+    pub close_timeout: Duration,
+    /// Abort a connection whose sent data stays unacknowledged this long. Default 120 s.
+    pub tcp_timeout: Option<Duration>,
+    /// TCP keep-alive interval; `None` disables keep-alive. Default `None`.
+    pub tcp_keep_alive: Option<Duration>,
+    /// Maximum packets the runner processes per poll before yielding. Default 64.
+    pub runner_batch: usize,
+    /// Seed for initial sequence numbers. Set it from a random source. Default 0.
+    pub random_seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mtu: 1500,
+            tcp_rx_buffer: 256 * 1024,
+            tcp_tx_buffer: 256 * 1024,
+            max_connections: 4096,
+            syn_backlog: 256,
+            syn_timeout: Duration::from_secs(5),
+            accept_queue: 256,
+            ingress_queue: 256,
+            egress_queue: 256,
+            close_timeout: Duration::from_secs(30),
+            tcp_timeout: Some(Duration::from_secs(120)),
+            tcp_keep_alive: None,
+            runner_batch: 64,
+            random_seed: 0,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta] $name:ident: $ty:ty),* $(,)?) => {
+        impl Config {
+            $(
+                #[$doc]
+                #[must_use]
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setter! {
+    /// Sets [`Config::mtu`].
+    mtu: usize,
+    /// Sets [`Config::tcp_rx_buffer`].
+    tcp_rx_buffer: usize,
+    /// Sets [`Config::tcp_tx_buffer`].
+    tcp_tx_buffer: usize,
+    /// Sets [`Config::max_connections`].
+    max_connections: usize,
+    /// Sets [`Config::syn_backlog`].
+    syn_backlog: usize,
+    /// Sets [`Config::syn_timeout`].
+    syn_timeout: Duration,
+    /// Sets [`Config::accept_queue`].
+    accept_queue: usize,
+    /// Sets [`Config::ingress_queue`].
+    ingress_queue: usize,
+    /// Sets [`Config::egress_queue`].
+    egress_queue: usize,
+    /// Sets [`Config::close_timeout`].
+    close_timeout: Duration,
+    /// Sets [`Config::tcp_timeout`].
+    tcp_timeout: Option<Duration>,
+    /// Sets [`Config::tcp_keep_alive`].
+    tcp_keep_alive: Option<Duration>,
+    /// Sets [`Config::runner_batch`].
+    runner_batch: usize,
+    /// Sets [`Config::random_seed`].
+    random_seed: u64,
+}
+
+impl Config {
+    /// Returns the configuration with every size clamped to a usable minimum (at least one slot
+    /// per queue, an MTU of at least 576 bytes, buffers of at least 1 KiB), so that no setting
+    /// can make the stack stall or panic.
+    pub(crate) fn sanitized(mut self) -> Self {
+        self.mtu = self.mtu.clamp(576, 65535);
+        self.tcp_rx_buffer = self.tcp_rx_buffer.clamp(1024, 1 << 30);
+        self.tcp_tx_buffer = self.tcp_tx_buffer.clamp(1024, 1 << 30);
+        self.syn_backlog = self.syn_backlog.max(1);
+        self.accept_queue = self.accept_queue.max(1);
+        self.ingress_queue = self.ingress_queue.max(1);
+        self.egress_queue = self.egress_queue.max(1);
+        self.runner_batch = self.runner_batch.max(1);
+        self
+    }
+}

@@ -1,0 +1,45 @@
+//! # netstack-core
+//!
+//! A `no_std` (+ `alloc`) userspace network stack core built on [`smoltcp`]. It turns raw IP
+//! packets (as read from a TUN device) into TCP connections for **any** destination address and
+//! port, and turns the application's replies back into IP packets.
+//!
+//! The core owns the smoltcp [`Interface`](smoltcp::iface::Interface), its socket table and the
+//! poll loop, and exposes them through waker-based `poll_*` primitives. It has no executor and no
+//! clock of its own: the user supplies a [`Clock`] and drives [`Stack::poll_runner`] from a task,
+//! sleeping until the deadline it returns. Adapter crates (`netstack-tokio`) wrap these primitives
+//! into the I/O traits of an async ecosystem.
+//!
+//! ```text
+//! packets in ──▶ Stack::push_ingress ──▶ [IngressQueue] ──▶ runner: classify, SYN table, smoltcp
+//! packets out ◀── Stack::poll_egress ◀── [EgressQueue] ◀──── runner: smoltcp egress
+//! application ◀──▶ TcpConnection::poll_read / poll_write / shutdown_write / abort
+//! ```
+//!
+//! One code base gives a `Send + Sync` stack and a non-`Send` one: [`Stack`] is generic over an
+//! `embassy_sync` [`RawMutex`](embassy_sync::blocking_mutex::raw::RawMutex); the compiler decides
+//! whether it is `Send`.
+#![no_std]
+
+extern crate alloc;
+
+mod config;
+mod device;
+mod error;
+mod ingress;
+mod stack;
+mod stats;
+mod tcp;
+mod time;
+mod waker;
+
+pub use config::Config;
+pub use error::{Error, TcpError};
+pub use stack::{Packet, RunnerStatus, Stack, StackPtr};
+pub use stats::{DropStats, Stats, TcpStats};
+pub use tcp::{ConnId, TcpConnection};
+pub use time::Clock;
+
+/// Re-exported smoltcp types that appear in this crate's API.
+pub use smoltcp::time::{Duration, Instant};
+pub use smoltcp::wire::{IpAddress, IpEndpoint};

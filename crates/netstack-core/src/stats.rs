@@ -1,0 +1,100 @@
+//! Counters: packets in and out, drops by reason, connections by state.
+//!
+//! Read them with [`Stack::stats`](crate::Stack::stats) as a plain, copyable struct.
+
+use core::fmt;
+
+/// Packets dropped by the stack, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DropStats {
+    /// Truncated or otherwise unparsable IP/TCP packets.
+    pub malformed: u64,
+    /// Packets whose IPv4 header or TCP checksum is wrong.
+    pub bad_checksum: u64,
+    /// Packets of a protocol or shape this stack does not handle (UDP, ICMP, fragments, IPv6
+    /// extension headers until they are supported).
+    pub unsupported: u64,
+    /// Packets offered with `push_ingress` while the ingress queue was full.
+    pub ingress_full: u64,
+}
+
+/// TCP connection counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpStats {
+    /// Connections handed to the application by `accept`.
+    pub accepted: u64,
+    /// SYNs refused with RST because `max_connections` was reached.
+    pub refused_connection_limit: u64,
+    /// SYNs refused with RST because the SYN backlog was full.
+    pub refused_syn_backlog: u64,
+    /// Completed handshakes reset because the accept queue was full.
+    pub refused_accept_queue: u64,
+    /// Half-open connections dropped after `syn_timeout`.
+    pub syn_expired: u64,
+    /// Retransmitted SYNs that matched an existing connection (no second socket was made).
+    pub duplicate_syns: u64,
+    /// Abandoned connections reset after `close_timeout`.
+    pub close_expired: u64,
+    /// Connections now half-open (handshake in progress).
+    pub syn_received: u64,
+    /// Connections now established and waiting in the accept queue.
+    pub accept_pending: u64,
+    /// Connections now owned by the application.
+    pub open: u64,
+    /// Connections the application dropped that are still closing.
+    pub closing: u64,
+}
+
+/// A snapshot of the stack's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Packets accepted into the stack.
+    pub packets_in: u64,
+    /// Bytes of the packets accepted into the stack.
+    pub bytes_in: u64,
+    /// Packets handed out of the stack.
+    pub packets_out: u64,
+    /// Bytes of the packets handed out of the stack.
+    pub bytes_out: u64,
+    /// Drops by reason.
+    pub drops: DropStats,
+    /// TCP connections.
+    pub tcp: TcpStats,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &self.drops;
+        let t = &self.tcp;
+        writeln!(
+            f,
+            "packets: in {} ({} bytes), out {} ({} bytes)",
+            self.packets_in, self.bytes_in, self.packets_out, self.bytes_out
+        )?;
+        writeln!(
+            f,
+            "drops: malformed {}, bad checksum {}, unsupported {}, ingress full {}",
+            d.malformed, d.bad_checksum, d.unsupported, d.ingress_full
+        )?;
+        writeln!(
+            f,
+            "tcp: accepted {}, refused (limit {}, backlog {}, accept queue {}), syn expired {}, \
+             duplicate syns {}, close expired {}",
+            t.accepted,
+            t.refused_connection_limit,
+            t.refused_syn_backlog,
+            t.refused_accept_queue,
+            t.syn_expired,
+            t.duplicate_syns,
+            t.close_expired
+        )?;
+        write!(
+            f,
+            "tcp now: syn-received {}, accept-pending {}, open {}, closing {}",
+            t.syn_received, t.accept_pending, t.open, t.closing
+        )
+    }
+}

@@ -1,0 +1,530 @@
+//! TCP connections: the SYN table, the accept queue, and stream operations.
+//!
+//! smoltcp sockets listen on one endpoint each, so the stack creates a socket per connection
+//! when its first SYN arrives: the socket listens on that SYN's exact destination and the SYN
+//! is then handed to smoltcp, which answers it. The table is keyed by the 4-tuple, so a
+//! retransmitted SYN reaches the same socket (never a second socket or a second stream).
+//!
+//! A connection moves through phases that the application can observe only from `Open` on:
+//!
+//! ```text
+//! SYN ─▶ SynReceived ─handshake done─▶ AcceptPending ─accept()─▶ Open ─drop─▶ Orphan ─closed─▶ gone
+//!             └─ syn_timeout / RST ─▶ gone                  accept queue full ─▶ RST ─▶ gone
+//! ```
+//!
+//! Half-open connections are bounded by `syn_backlog` and expire after `syn_timeout`; all
+//! connections together are bounded by `max_connections`. Orphans (dropped by the application)
+//! finish their FIN exchange and are removed when closed, or reset after `close_timeout`.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec;
+use core::task::{Context, Poll};
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp::{self, RecvError, State};
+use smoltcp::time::Instant;
+use smoltcp::wire::IpEndpoint;
+
+use crate::config::Config;
+use crate::error::TcpError;
+use crate::ingress::FourTuple;
+use crate::stack::{Stack, StackPtr};
+use crate::stats::TcpStats;
+use crate::waker::{WakeBatch, WakerSlot};
+
+/// Identifies a connection inside its stack. Never reused while the stack lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(u64);
+
+/// Where a connection is in its life (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    SynReceived { since: Instant },
+    AcceptPending,
+    Open,
+    Orphan { since: Instant },
+}
+
+/// One connection's bookkeeping beside its smoltcp socket.
+#[derive(Debug)]
+struct Conn {
+    socket: SocketHandle,
+    tuple: FourTuple,
+    phase: Phase,
+    read: WakerSlot,
+    write: WakerSlot,
+    aborted: bool,
+}
+
+/// A connection that completed its handshake and was taken from the accept queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub(crate) id: ConnId,
+    pub(crate) tuple: FourTuple,
+}
+
+/// What the SYN table decided about a SYN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SynOutcome {
+    /// A socket now listens for it (new or existing); hand the SYN to smoltcp.
+    Listening(Option<ConnId>),
+    /// Refused: no socket listens, so smoltcp answers the SYN with RST.
+    Refused,
+}
+
+/// All TCP connections of a stack.
+pub(crate) struct TcpTable {
+    next_id: u64,
+    conns: BTreeMap<ConnId, Conn>,
+    by_tuple: BTreeMap<FourTuple, ConnId>,
+    syn_received: usize,
+    accept_queue: VecDeque<ConnId>,
+    accept_waker: WakerSlot,
+    /// Earliest SYN or orphan expiry, computed by `maintain`.
+    deadline: Option<Instant>,
+    pub(crate) stats: TcpStats,
+}
+
+impl TcpTable {
+    pub(crate) fn new(config: &Config) -> Self {
+        TcpTable {
+            next_id: 0,
+            conns: BTreeMap::new(),
+            by_tuple: BTreeMap::new(),
+            syn_received: 0,
+            accept_queue: VecDeque::with_capacity(config.accept_queue),
+            accept_waker: WakerSlot::default(),
+            deadline: None,
+            stats: TcpStats::default(),
+        }
+    }
+
+    /// The earliest time `maintain` must run to expire half-open or abandoned connections.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Handles a SYN (without ACK) for `tuple` before smoltcp sees it.
+    pub(crate) fn on_syn(
+        &mut self,
+        tuple: FourTuple,
+        now: Instant,
+        config: &Config,
+        sockets: &mut SocketSet<'static>,
+    ) -> SynOutcome {
+        if let Some(&id) = self.by_tuple.get(&tuple) {
+            let conn = &self.conns[&id];
+            let state = sockets.get::<tcp::Socket>(conn.socket).state();
+            if !matches!(state, State::Closed | State::TimeWait) {
+                // A retransmitted SYN: smoltcp's socket for this 4-tuple answers it again.
+                self.stats.duplicate_syns += 1;
+                return SynOutcome::Listening(None);
+            }
+            // The old connection is over (the application still holds it): a new one may reuse
+            // the 4-tuple.
+            self.by_tuple.remove(&tuple);
+        }
+        if self.conns.len() >= config.max_connections {
+            self.stats.refused_connection_limit += 1;
+            return SynOutcome::Refused;
+        }
+        if self.syn_received >= config.syn_backlog {
+            self.stats.refused_syn_backlog += 1;
+            return SynOutcome::Refused;
+        }
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
+            tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]),
+        );
+        configure_socket(&mut socket, config);
+        if socket.listen(tuple.local).is_err() {
+            return SynOutcome::Refused;
+        }
+        let handle = sockets.add(socket);
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                socket: handle,
+                tuple,
+                phase: Phase::SynReceived { since: now },
+                read: WakerSlot::default(),
+                write: WakerSlot::default(),
+                aborted: false,
+            },
+        );
+        self.by_tuple.insert(tuple, id);
+        self.syn_received += 1;
+        let expiry = now + config.syn_timeout;
+        self.deadline = Some(self.deadline.map_or(expiry, |d| d.min(expiry)));
+        SynOutcome::Listening(Some(id))
+    }
+
+    /// Called after smoltcp processed the SYN that created `id`: a socket that smoltcp did not
+    /// move out of LISTEN (it rejected the packet) is removed, so that it cannot catch another
+    /// peer's SYN.
+    pub(crate) fn after_new_syn(&mut self, id: ConnId, sockets: &mut SocketSet<'static>) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        if sockets.get::<tcp::Socket>(conn.socket).state() == State::Listen {
+            self.remove(id, sockets);
+        }
+    }
+
+    /// Promotes finished handshakes to the accept queue, expires half-open and abandoned
+    /// connections, removes closed ones, and collects the wakers of connections whose readiness
+    /// changed. Runs after smoltcp processed packets or a deadline passed.
+    pub(crate) fn maintain(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        sockets: &mut SocketSet<'static>,
+        wake: &mut WakeBatch,
+    ) {
+        let mut deadline: Option<Instant> = None;
+        let mut remove = heapless::Vec::<ConnId, 64>::new();
+        let mut more_to_remove = false;
+        for (&id, conn) in self.conns.iter_mut() {
+            let socket = sockets.get_mut::<tcp::Socket>(conn.socket);
+            let state = socket.state();
+            match conn.phase {
+                Phase::SynReceived { since } => match state {
+                    State::Listen | State::SynReceived => {
+                        let expiry = since + config.syn_timeout;
+                        if now >= expiry {
+                            self.stats.syn_expired += 1;
+                            more_to_remove |= remove.push(id).is_err();
+                        } else {
+                            deadline = Some(deadline.map_or(expiry, |d| d.min(expiry)));
+                        }
+                    }
+                    State::Closed | State::TimeWait => {
+                        more_to_remove |= remove.push(id).is_err();
+                    }
+                    _ => {
+                        self.syn_received -= 1;
+                        if self.accept_queue.len() < config.accept_queue {
+                            conn.phase = Phase::AcceptPending;
+                            self.accept_queue.push_back(id);
+                            wake.take_from(&mut self.accept_waker);
+                        } else {
+                            self.stats.refused_accept_queue += 1;
+                            socket.abort();
+                            conn.phase = Phase::Orphan { since: now };
+                        }
+                    }
+                },
+                Phase::AcceptPending => {}
+                Phase::Open => {
+                    if conn.read.is_registered() && (socket.can_recv() || !socket.may_recv()) {
+                        wake.take_from(&mut conn.read);
+                    }
+                    if conn.write.is_registered() && (socket.can_send() || !socket.may_send()) {
+                        wake.take_from(&mut conn.write);
+                    }
+                }
+                Phase::Orphan { since } => {
+                    let done = match state {
+                        // An aborted socket keeps its endpoint until its RST is sent.
+                        State::Closed => socket.local_endpoint().is_none(),
+                        // TIME-WAIT only matters if our last ACK is lost; the TUN link is local.
+                        State::TimeWait => true,
+                        _ => false,
+                    };
+                    let expiry = since + config.close_timeout;
+                    if done {
+                        more_to_remove |= remove.push(id).is_err();
+                    } else if now >= expiry && state != State::Closed {
+                        self.stats.close_expired += 1;
+                        socket.abort();
+                    } else {
+                        deadline = Some(deadline.map_or(expiry, |d| d.min(expiry)));
+                    }
+                }
+            }
+        }
+        for id in remove {
+            self.remove(id, sockets);
+        }
+        // Removal is batched to keep this pass allocation-free; anything left over is picked up
+        // right away by the next pass.
+        self.deadline = if more_to_remove { Some(now) } else { deadline };
+    }
+
+    fn remove(&mut self, id: ConnId, sockets: &mut SocketSet<'static>) {
+        if let Some(conn) = self.conns.remove(&id) {
+            if let Phase::SynReceived { .. } = conn.phase {
+                self.syn_received -= 1;
+            }
+            if self.by_tuple.get(&conn.tuple) == Some(&id) {
+                self.by_tuple.remove(&conn.tuple);
+            }
+            sockets.remove(conn.socket);
+        }
+    }
+
+    /// Takes the next established connection from the accept queue.
+    pub(crate) fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Accepted> {
+        while let Some(id) = self.accept_queue.pop_front() {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.phase = Phase::Open;
+                self.stats.accepted += 1;
+                return Poll::Ready(Accepted {
+                    id,
+                    tuple: conn.tuple,
+                });
+            }
+        }
+        self.accept_waker.register(cx.waker());
+        Poll::Pending
+    }
+
+    /// Counts connections by phase into `stats`.
+    pub(crate) fn snapshot(&self) -> TcpStats {
+        let mut stats = self.stats;
+        for conn in self.conns.values() {
+            match conn.phase {
+                Phase::SynReceived { .. } => stats.syn_received += 1,
+                Phase::AcceptPending => stats.accept_pending += 1,
+                Phase::Open => stats.open += 1,
+                Phase::Orphan { .. } => stats.closing += 1,
+            }
+        }
+        stats
+    }
+
+    fn open_socket<'s>(
+        &mut self,
+        id: ConnId,
+        sockets: &'s mut SocketSet<'static>,
+    ) -> Result<(&mut Conn, &'s mut tcp::Socket<'static>), TcpError> {
+        let conn = self
+            .conns
+            .get_mut(&id)
+            .ok_or(TcpError::ConnectionAborted)?;
+        if conn.aborted {
+            return Err(TcpError::ConnectionAborted);
+        }
+        let socket = sockets.get_mut::<tcp::Socket>(conn.socket);
+        Ok((conn, socket))
+    }
+
+    /// Reads into `buf`. `Ok(0)` means the peer finished sending (or `buf` is empty).
+    /// Sets `window_update` when the read opened the receive window enough that smoltcp will
+    /// advertise it, so the runner must run.
+    pub(crate) fn poll_read(
+        &mut self,
+        id: ConnId,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        sockets: &mut SocketSet<'static>,
+        window_update: &mut bool,
+    ) -> Poll<Result<usize, TcpError>> {
+        let (conn, socket) = match self.open_socket(id, sockets) {
+            Ok(x) => x,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let queued = socket.recv_queue();
+        match socket.recv_slice(buf) {
+            Ok(0) => {
+                conn.read.register(cx.waker());
+                Poll::Pending
+            }
+            Ok(n) => {
+                // smoltcp sends a window update once the window at least doubles, which can
+                // only happen if the last advertised window was at most half the buffer.
+                *window_update = queued * 2 >= socket.recv_capacity();
+                Poll::Ready(Ok(n))
+            }
+            Err(RecvError::Finished) => Poll::Ready(Ok(0)),
+            Err(RecvError::InvalidState) => Poll::Ready(Err(TcpError::ConnectionReset)),
+        }
+    }
+
+    /// Writes from `buf` into the send buffer.
+    pub(crate) fn poll_write(
+        &mut self,
+        id: ConnId,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        sockets: &mut SocketSet<'static>,
+    ) -> Poll<Result<usize, TcpError>> {
+        let (conn, socket) = match self.open_socket(id, sockets) {
+            Ok(x) => x,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if !socket.may_send() {
+            return Poll::Ready(Err(match socket.state() {
+                State::Closed => TcpError::ConnectionReset,
+                _ => TcpError::BrokenPipe,
+            }));
+        }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        match socket.send_slice(buf) {
+            Ok(0) => {
+                conn.write.register(cx.waker());
+                Poll::Pending
+            }
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(_) => Poll::Ready(Err(TcpError::BrokenPipe)),
+        }
+    }
+
+    /// Queues a FIN after the data already written (half-close); reading continues.
+    pub(crate) fn shutdown_write(
+        &mut self,
+        id: ConnId,
+        sockets: &mut SocketSet<'static>,
+    ) -> Result<(), TcpError> {
+        let (_, socket) = self.open_socket(id, sockets)?;
+        if socket.state() == State::Closed && socket.local_endpoint().is_none() {
+            return Err(TcpError::ConnectionReset);
+        }
+        socket.close();
+        Ok(())
+    }
+
+    /// Resets the connection (RST). Later operations fail with `ConnectionAborted`.
+    pub(crate) fn abort(&mut self, id: ConnId, sockets: &mut SocketSet<'static>, wake: &mut WakeBatch) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.aborted = true;
+            sockets.get_mut::<tcp::Socket>(conn.socket).abort();
+            wake.take_from(&mut conn.read);
+            wake.take_from(&mut conn.write);
+        }
+    }
+
+    /// The application dropped its handle: close gracefully, or reset if unread data would be
+    /// lost (as the kernel does on `close` with a non-empty receive queue).
+    pub(crate) fn release(&mut self, id: ConnId, now: Instant, sockets: &mut SocketSet<'static>) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let socket = sockets.get_mut::<tcp::Socket>(conn.socket);
+        if socket.recv_queue() > 0 {
+            socket.abort();
+        } else {
+            socket.close();
+        }
+        conn.phase = Phase::Orphan { since: now };
+        conn.read = WakerSlot::default();
+        conn.write = WakerSlot::default();
+        // Let `maintain` reap it (or time it out) on the next runner pass.
+        self.deadline = Some(now);
+    }
+}
+
+/// Applies the stack's TCP tuning to a new socket: no delayed ACK and no Nagle on the local
+/// link, Cubic where available, timeouts from the configuration.
+fn configure_socket(socket: &mut tcp::Socket<'static>, config: &Config) {
+    socket.set_ack_delay(None);
+    socket.set_nagle_enabled(false);
+    socket.set_timeout(config.tcp_timeout);
+    socket.set_keep_alive(config.tcp_keep_alive);
+    #[cfg(feature = "cubic")]
+    socket.set_congestion_control(tcp::CongestionControl::Cubic);
+}
+
+/// An accepted TCP connection, owned by the application: the core's stream primitive that the
+/// adapters wrap in their I/O traits.
+///
+/// All operations go through the stack lock and never block. Dropping it closes the connection
+/// gracefully (FIN), or resets it if received data was left unread.
+pub struct TcpConnection<P: StackPtr> {
+    stack: P,
+    id: ConnId,
+    local: IpEndpoint,
+    remote: IpEndpoint,
+}
+
+impl<P: StackPtr> TcpConnection<P> {
+    pub(crate) fn new(stack: P, accepted: Accepted) -> Self {
+        TcpConnection {
+            stack,
+            id: accepted.id,
+            local: accepted.tuple.local,
+            remote: accepted.tuple.remote,
+        }
+    }
+
+    /// The connection's identifier in its stack.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The stack this connection belongs to.
+    pub fn stack(&self) -> &P {
+        &self.stack
+    }
+
+    /// The local endpoint: the destination the peer originally connected to.
+    pub fn local_endpoint(&self) -> IpEndpoint {
+        self.local
+    }
+
+    /// The peer's endpoint (the source of the connection on the link).
+    pub fn remote_endpoint(&self) -> IpEndpoint {
+        self.remote
+    }
+
+    /// Reads received bytes into `buf`, copying them once out of the socket buffer.
+    /// `Ready(Ok(0))` means end of stream (the peer sent FIN). Registers the waker when no data
+    /// is available.
+    ///
+    /// # Errors
+    /// `ConnectionReset` after a peer RST or timeout; `ConnectionAborted` after [`Self::abort`].
+    pub fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<Result<usize, TcpError>> {
+        Stack::tcp_poll_read(&self.stack, self.id, cx, buf)
+    }
+
+    /// Writes bytes from `buf` into the send buffer (one copy). Registers the waker when the
+    /// buffer is full.
+    ///
+    /// # Errors
+    /// `BrokenPipe` after [`Self::shutdown_write`] or once the connection closed,
+    /// `ConnectionReset` after a peer RST, `ConnectionAborted` after [`Self::abort`].
+    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, TcpError>> {
+        Stack::tcp_poll_write(&self.stack, self.id, cx, buf)
+    }
+
+    /// Half-close: queues a FIN after the data already written and returns at once; reading
+    /// continues until the peer's FIN.
+    ///
+    /// # Errors
+    /// `ConnectionReset` if the connection is already gone.
+    pub fn shutdown_write(&self) -> Result<(), TcpError> {
+        Stack::tcp_shutdown_write(&self.stack, self.id)
+    }
+
+    /// Resets the connection: an RST is sent and buffered data discarded.
+    pub fn abort(&self) {
+        Stack::tcp_abort(&self.stack, self.id);
+    }
+}
+
+impl<P: StackPtr> core::fmt::Debug for TcpConnection<P> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TcpConnection")
+            .field("id", &self.id)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+impl<P: StackPtr> Drop for TcpConnection<P> {
+    fn drop(&mut self) {
+        Stack::tcp_release(&self.stack, self.id);
+    }
+}

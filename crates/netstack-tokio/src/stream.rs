@@ -1,0 +1,218 @@
+//! [`TcpStream`] and its owned halves: tokio `AsyncRead`/`AsyncWrite` over a core connection.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use netstack_core::{IpAddress, IpEndpoint, TcpConnection};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::{io_error, CoreStack};
+
+type Conn = TcpConnection<Arc<CoreStack>>;
+
+/// A TCP connection accepted by the stack.
+///
+/// - `poll_read` copies straight out of the socket's receive buffer; `Ok(0)` is the peer's FIN.
+/// - `poll_write` copies straight into its send buffer.
+/// - `poll_flush` returns at once: written data is already queued for transmission.
+/// - `poll_shutdown` half-closes: it queues a FIN and returns; reading continues.
+/// - Dropping the stream closes it (FIN), or resets it (RST) if received data was left unread.
+#[derive(Debug)]
+pub struct TcpStream {
+    conn: Conn,
+}
+
+fn socket_addr(ep: IpEndpoint) -> SocketAddr {
+    let ip = match ep.addr {
+        IpAddress::Ipv4(a) => IpAddr::V4(a),
+        IpAddress::Ipv6(a) => IpAddr::V6(a),
+    };
+    SocketAddr::new(ip, ep.port)
+}
+
+impl TcpStream {
+    pub(crate) fn new(conn: Conn) -> Self {
+        TcpStream { conn }
+    }
+
+    /// The local address: the destination the peer originally connected to.
+    ///
+    /// # Errors
+    /// None; the `Result` mirrors `tokio::net::TcpStream::local_addr`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(socket_addr(self.conn.local_endpoint()))
+    }
+
+    /// The peer's address.
+    ///
+    /// # Errors
+    /// None; the `Result` mirrors `tokio::net::TcpStream::peer_addr`.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(socket_addr(self.conn.remote_endpoint()))
+    }
+
+    /// Resets the connection (sends RST). Later reads and writes fail with `ConnectionAborted`.
+    pub fn abort(&self) {
+        self.conn.abort();
+    }
+
+    /// Splits into owned halves that can move to different tasks. No lock is shared between
+    /// them: the core keeps separate read and write wakers.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let conn = Arc::new(self.conn);
+        (
+            OwnedReadHalf { conn: conn.clone() },
+            OwnedWriteHalf {
+                conn,
+                shutdown_on_drop: true,
+            },
+        )
+    }
+}
+
+fn poll_read(conn: &Conn, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    let dst = buf.initialize_unfilled();
+    match conn.poll_read(cx, dst) {
+        Poll::Ready(Ok(n)) => {
+            buf.advance(n);
+            Poll::Ready(Ok(()))
+        }
+        Poll::Ready(Err(e)) => Poll::Ready(Err(io_error::tcp(e))),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+fn poll_write(conn: &Conn, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    conn.poll_write(cx, buf).map_err(io_error::tcp)
+}
+
+fn shutdown(conn: &Conn) -> Poll<io::Result<()>> {
+    Poll::Ready(conn.shutdown_write().map_err(io_error::tcp))
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read(&self.conn, cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        poll_write(&self.conn, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        shutdown(&self.conn)
+    }
+}
+
+/// The read half of a [`TcpStream`], from [`TcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    conn: Arc<Conn>,
+}
+
+impl OwnedReadHalf {
+    /// The peer's address.
+    ///
+    /// # Errors
+    /// None; mirrors tokio.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(socket_addr(self.conn.remote_endpoint()))
+    }
+
+    /// The local address (the original destination).
+    ///
+    /// # Errors
+    /// None; mirrors tokio.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(socket_addr(self.conn.local_endpoint()))
+    }
+}
+
+impl AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read(&self.conn, cx, buf)
+    }
+}
+
+/// The write half of a [`TcpStream`], from [`TcpStream::into_split`]. Like tokio's, dropping it
+/// shuts the write direction down (FIN).
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    conn: Arc<Conn>,
+    shutdown_on_drop: bool,
+}
+
+impl OwnedWriteHalf {
+    /// The peer's address.
+    ///
+    /// # Errors
+    /// None; mirrors tokio.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(socket_addr(self.conn.remote_endpoint()))
+    }
+
+    /// The local address (the original destination).
+    ///
+    /// # Errors
+    /// None; mirrors tokio.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(socket_addr(self.conn.local_endpoint()))
+    }
+
+    /// Resets the connection (sends RST); both halves then fail with `ConnectionAborted`.
+    pub fn abort(&self) {
+        self.conn.abort();
+    }
+
+    /// Drops the half without shutting the write direction down.
+    pub fn forget(mut self) {
+        self.shutdown_on_drop = false;
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            let _ = self.conn.shutdown_write();
+        }
+    }
+}
+
+impl AsyncWrite for OwnedWriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        poll_write(&self.conn, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        shutdown(&self.conn)
+    }
+}
