@@ -204,10 +204,7 @@ mod tests {
             &dst.into(),
             &ChecksumCapabilities::default(),
         );
-        assert!(matches!(
-            classify(&buf),
-            Classified::Tcp { syn: true, .. }
-        ));
+        assert!(matches!(classify(&buf), Classified::Tcp { syn: true, .. }));
     }
 
     #[test]

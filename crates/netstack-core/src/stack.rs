@@ -14,7 +14,9 @@ use core::task::{Context, Poll};
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use smoltcp::iface::{Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet,
+};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
@@ -94,7 +96,10 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         iface.set_any_ip(true);
         iface.update_ip_addrs(|addrs| {
             // Capacity for two addresses is smoltcp's minimum; these cannot fail.
-            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::new(0, 0, 0, 1)), 0));
+            let _ = addrs.push(IpCidr::new(
+                IpAddress::Ipv4(Ipv4Address::new(0, 0, 0, 1)),
+                0,
+            ));
             let _ = addrs.push(IpCidr::new(
                 IpAddress::Ipv6(Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
                 0,
@@ -360,10 +365,7 @@ impl Inner {
                 }
             };
             let created = if syn {
-                match self
-                    .tcp
-                    .on_syn(tuple, now, &self.config, &mut self.sockets)
-                {
+                match self.tcp.on_syn(tuple, now, &self.config, &mut self.sockets) {
                     SynOutcome::Listening(created) => created,
                     SynOutcome::Refused => None,
                 }
@@ -371,9 +373,9 @@ impl Inner {
                 None
             };
             self.device.rx = Some(packet);
-            let result =
-                self.iface
-                    .poll_ingress_single(now, &mut self.device, &mut self.sockets);
+            let result = self
+                .iface
+                .poll_ingress_single(now, &mut self.device, &mut self.sockets);
             self.device.rx = None;
             if result == PollIngressSingleResult::SocketStateChanged {
                 changed = true;

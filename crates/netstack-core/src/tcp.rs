@@ -300,10 +300,7 @@ impl TcpTable {
         id: ConnId,
         sockets: &'s mut SocketSet<'static>,
     ) -> Result<(&mut Conn, &'s mut tcp::Socket<'static>), TcpError> {
-        let conn = self
-            .conns
-            .get_mut(&id)
-            .ok_or(TcpError::ConnectionAborted)?;
+        let conn = self.conns.get_mut(&id).ok_or(TcpError::ConnectionAborted)?;
         if conn.aborted {
             return Err(TcpError::ConnectionAborted);
         }
@@ -392,7 +389,12 @@ impl TcpTable {
     }
 
     /// Resets the connection (RST). Later operations fail with `ConnectionAborted`.
-    pub(crate) fn abort(&mut self, id: ConnId, sockets: &mut SocketSet<'static>, wake: &mut WakeBatch) {
+    pub(crate) fn abort(
+        &mut self,
+        id: ConnId,
+        sockets: &mut SocketSet<'static>,
+        wake: &mut WakeBatch,
+    ) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.aborted = true;
             sockets.get_mut::<tcp::Socket>(conn.socket).abort();
@@ -480,11 +482,7 @@ impl<P: StackPtr> TcpConnection<P> {
     ///
     /// # Errors
     /// `ConnectionReset` after a peer RST or timeout; `ConnectionAborted` after [`Self::abort`].
-    pub fn poll_read(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<Result<usize, TcpError>> {
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, TcpError>> {
         Stack::tcp_poll_read(&self.stack, self.id, cx, buf)
     }
 

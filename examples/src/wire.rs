@@ -1,0 +1,46 @@
+//! Wiring a [`Tun`] device to a [`netstack_tokio::Stack`]: two tasks that move packets.
+
+use std::io;
+use std::sync::Arc;
+
+use futures::{SinkExt, StreamExt};
+use netstack_tokio::Stack;
+use tokio::task::JoinHandle;
+
+use crate::tun::Tun;
+
+/// Spawns the two packet pumps between `tun` and `stack`: device → stack and stack → device.
+///
+/// The device → stack task ends with an error if reading the device fails. The stack → device
+/// task counts and skips packets the device refuses to write, and never ends on its own.
+pub fn wire(
+    tun: Arc<Tun>,
+    stack: Stack,
+) -> (JoinHandle<io::Result<()>>, JoinHandle<io::Result<()>>) {
+    let (mut sink, mut stream) = stack.split();
+    let reader = tun.clone();
+    let inbound = tokio::spawn(async move {
+        // Room for the largest packet the device can deliver.
+        let capacity = reader.mtu() as usize + 64;
+        loop {
+            // One allocation per packet: the buffer is handed to the stack by value.
+            let mut buf = vec![0u8; capacity];
+            let n = reader.recv(&mut buf).await?;
+            buf.truncate(n);
+            sink.feed(buf).await?;
+        }
+    });
+    let outbound = tokio::spawn(async move {
+        let mut write_errors: u64 = 0;
+        while let Some(packet) = stream.next().await {
+            if let Err(e) = tun.send(&packet).await {
+                write_errors += 1;
+                if write_errors.is_power_of_two() {
+                    eprintln!("tun write failed ({write_errors} so far): {e}");
+                }
+            }
+        }
+        Ok(())
+    });
+    (inbound, outbound)
+}

@@ -1,0 +1,82 @@
+//! Project automation for the netstack workspace, run as `cargo xtask <command>`.
+//!
+//! * `cargo xtask ci` runs every check CI runs (format, clippy, tests, the
+//!   `no_std` build of `netstack-core`), failing fast.
+//! * `cargo xtask demo` runs `tun_forward` in a throw-away network namespace
+//!   and fetches files through it with `curl` over IPv4 and IPv6.
+
+#![allow(unsafe_code)]
+
+mod ci;
+mod demo;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Command line of `cargo xtask`.
+#[derive(Debug, Parser)]
+#[command(name = "xtask", about = "netstack project automation")]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The `cargo xtask` subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run all CI checks: cargo fmt --check, clippy -D warnings, the test
+    /// suite and the no_std thumbv7em-none-eabihf build (needs root).
+    Ci,
+    /// Demonstrate tun_forward: serve files from a namespace-local HTTP
+    /// server and fetch them through the user-space stack (needs root,
+    /// ip, curl, python3).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ci => ci::run(),
+        Command::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Returns the workspace root (the parent of this package's directory).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Returns the cargo executable to use: `$CARGO` or `cargo`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Returns the cargo target directory: `$CARGO_TARGET_DIR` (relative to the
+/// workspace root) or the workspace's `target/`.
+fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Returns whether the process runs with effective user id 0.
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
