@@ -23,6 +23,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub mod fixture;
+
 pub use netstack_examples::tun::Tun;
 
 /// The kernel's IPv4 address on the test TUN link (`198.18.0.1/15`).

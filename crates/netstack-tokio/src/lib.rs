@@ -51,7 +51,7 @@ pub use builder::StackBuilder;
 pub use clock::TokioClock;
 pub use listener::TcpListener;
 pub use mutex::StdRawMutex;
-pub use netstack_core::{Config, Stats};
+pub use netstack_core::{Config, Duration, Stats};
 pub use runner::Runner;
 pub use stack::{PacketSink, PacketStream, Stack};
 pub use stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};

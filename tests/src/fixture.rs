@@ -1,0 +1,236 @@
+//! A netstack under test, wired to a TUN device: the stack side of every kernel-peer test.
+//!
+//! [`Fixture::start`] builds a tokio-flavour stack, spawns its runner wrapped in a poll counter
+//! (to prove an idle stack is not woken) and connects it to the TUN device, optionally through
+//! a *tap* that sees every packet going into the stack and decides what the stack gets (to
+//! duplicate SYNs, inject malformed packets, and so on).
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use netstack_tokio::{PacketSink, Runner, Stack, StackBuilder, Stats, TcpListener};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
+    TcpSeqNumber,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Tun;
+
+/// The stack's IPv4 address used by tests (any address routed into the TUN would do).
+pub const STACK_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// The stack's IPv6 address used by tests.
+pub const STACK_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+
+/// Decides what the stack receives for each packet read from the TUN device.
+pub type Tap = Box<dyn FnMut(Vec<u8>, &PacketSink) -> Vec<Vec<u8>> + Send>;
+
+/// A running stack wired to a TUN device.
+pub struct Fixture {
+    /// The packet side (clone it to inject packets or read counters).
+    pub stack: Stack,
+    /// Accepts the stack's connections.
+    pub listener: TcpListener,
+    /// How many times the runner future has been polled.
+    pub runner_polls: Arc<AtomicU64>,
+}
+
+impl Fixture {
+    /// Starts a stack from `builder` and wires it to `tun` directly.
+    pub fn start(tun: Arc<Tun>, builder: StackBuilder) -> Fixture {
+        Self::start_with_tap(tun, builder, Box::new(|p, _| vec![p]))
+    }
+
+    /// Starts a stack whose inbound packets pass through `tap`.
+    pub fn start_with_tap(tun: Arc<Tun>, builder: StackBuilder, mut tap: Tap) -> Fixture {
+        let (stack, runner, listener) = builder.build();
+        let runner_polls = Arc::new(AtomicU64::new(0));
+        tokio::spawn(CountingRunner {
+            runner,
+            polls: runner_polls.clone(),
+        });
+        let (mut sink, mut stream) = stack.clone().split();
+        let injector = sink.clone();
+        let reader = tun.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; reader.mtu() as usize + 64];
+            loop {
+                let Ok(n) = reader.recv(&mut buf).await else {
+                    return;
+                };
+                for packet in tap(buf[..n].to_vec(), &injector) {
+                    if sink.send(packet).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(packet) = stream.next().await {
+                // The kernel refuses some packets (e.g. to addresses it cannot route): ignore.
+                let _ = tun.send(&packet).await;
+            }
+        });
+        Fixture {
+            stack,
+            listener,
+            runner_polls,
+        }
+    }
+
+    /// The stack's counters.
+    pub fn stats(&self) -> Stats {
+        self.stack.stats()
+    }
+}
+
+/// Waits (up to `limit`) until `cond` holds for the stack's counters; returns the last snapshot.
+pub async fn wait_for(stack: &Stack, limit: Duration, cond: impl Fn(&Stats) -> bool) -> Stats {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let s = stack.stats();
+        if cond(&s) || tokio::time::Instant::now() >= deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The stack's runner, counting its polls.
+struct CountingRunner {
+    runner: Runner,
+    polls: Arc<AtomicU64>,
+}
+
+impl Future for CountingRunner {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        Pin::new(&mut self.runner).poll(cx)
+    }
+}
+
+/// Spawns an echo server on `listener`: every connection gets its bytes back, and a FIN once
+/// the peer's FIN arrived.
+pub fn spawn_echo_server(listener: TcpListener) {
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.into_split();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match r.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if w.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+}
+
+/// Whether `packet` is a TCP SYN without ACK (a connection request), IPv4 or IPv6.
+pub fn is_syn(packet: &[u8]) -> bool {
+    let segment = match packet.first().map(|b| b >> 4) {
+        Some(4) => match Ipv4Packet::new_checked(packet) {
+            Ok(ip) if ip.next_header() == IpProtocol::Tcp => ip.payload(),
+            _ => return false,
+        },
+        Some(6) => match Ipv6Packet::new_checked(packet) {
+            Ok(ip) if ip.next_header() == IpProtocol::Tcp => ip.payload(),
+            _ => return false,
+        },
+        _ => return false,
+    };
+    matches!(TcpPacket::new_checked(segment), Ok(t) if t.syn() && !t.ack())
+}
+
+/// Builds a valid TCP SYN from `src` to `dst` (same IP version for both).
+pub fn craft_syn(src: SocketAddr, dst: SocketAddr, seq: i32) -> Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(seq),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: Some(7),
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: &[],
+    };
+    let caps = ChecksumCapabilities::default();
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let ip = Ipv4Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Tcp,
+                payload_len: tcp.buffer_len(),
+                hop_limit: 64,
+            };
+            let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+            let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+            ip.emit(&mut p, &caps);
+            tcp.emit(
+                &mut TcpPacket::new_unchecked(p.payload_mut()),
+                &s.into(),
+                &d.into(),
+                &caps,
+            );
+            buf
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let ip = Ipv6Repr {
+                src_addr: s,
+                dst_addr: d,
+                next_header: IpProtocol::Tcp,
+                payload_len: tcp.buffer_len(),
+                hop_limit: 64,
+            };
+            let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+            let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
+            ip.emit(&mut p);
+            tcp.emit(
+                &mut TcpPacket::new_unchecked(p.payload_mut()),
+                &s.into(),
+                &d.into(),
+                &caps,
+            );
+            buf
+        }
+        _ => panic!("craft_syn: {src} and {dst} are of different IP versions"),
+    }
+}
+
+/// Asserts two byte strings are equal without printing megabytes: reports the first difference.
+#[track_caller]
+pub fn assert_same_bytes(got: &[u8], expected: &[u8], what: &str) {
+    if got != expected {
+        let first = got
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(expected.len()));
+        panic!(
+            "{what}: got {} bytes, expected {}; first difference at byte {first}",
+            got.len(),
+            expected.len()
+        );
+    }
+}
