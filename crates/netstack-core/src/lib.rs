@@ -33,6 +33,9 @@ mod tcp;
 mod time;
 mod waker;
 
+#[cfg(test)]
+mod tests;
+
 pub use config::Config;
 pub use error::{Error, TcpError};
 pub use stack::{Packet, RunnerStatus, Stack, StackPtr};

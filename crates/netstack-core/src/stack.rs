@@ -340,7 +340,10 @@ impl Inner {
 
     /// One runner pass (see [`Stack::poll_runner`]).
     fn run(&mut self, now: Instant, wake: &mut WakeBatch) -> RunnerStatus {
-        let timer_due = self.deadline.is_some_and(|d| now >= d);
+        // A deadline passed: smoltcp's (returned last time) or the TCP table's (which an
+        // application operation such as dropping a stream may have moved earlier since).
+        let timer_due = self.deadline.is_some_and(|d| now >= d)
+            || self.tcp.deadline().is_some_and(|d| now >= d);
         let mut changed = false;
         let egress_before = self.device.egress.len();
 

@@ -1,0 +1,228 @@
+//! In-memory tests of the whole core, with a smoltcp client as the peer, a manual clock and no
+//! executor: everything is driven by hand, deterministically.
+
+extern crate std;
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::Cell;
+use core::task::{Context, Poll, Waker};
+
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+
+use crate::{Clock, Config, Stack, TcpConnection};
+
+/// A clock that only moves when the test says so.
+#[derive(Default)]
+struct ManualClock(Cell<i64>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.0.get())
+    }
+}
+
+/// The peer's device: packets to and from the stack.
+#[derive(Default)]
+struct Wire {
+    to_stack: VecDeque<Vec<u8>>,
+    to_peer: VecDeque<Vec<u8>>,
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut p = vec![0u8; len];
+        let r = f(&mut p);
+        self.0.push_back(p);
+        r
+    }
+}
+
+impl phy::Device for Wire {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
+        let p = self.to_peer.pop_front()?;
+        Some((Rx(p), Tx(&mut self.to_stack)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx(&mut self.to_stack))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+type LocalStack = Stack<NoopRawMutex, ManualClock>;
+
+struct Peer {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    wire: Wire,
+}
+
+const PEER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+const TARGET: Ipv4Address = Ipv4Address::new(93, 184, 216, 34);
+
+impl Peer {
+    fn new() -> Self {
+        let mut wire = Wire::default();
+        let mut iface = Interface::new(
+            IfaceConfig::new(HardwareAddress::Ip),
+            &mut wire,
+            Instant::ZERO,
+        );
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::Ipv4(PEER), 8)).unwrap();
+        });
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::new(10, 0, 0, 254))
+            .unwrap();
+        Peer {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            wire,
+        }
+    }
+
+    fn connect(&mut self, local_port: u16, target: IpEndpoint) -> smoltcp::iface::SocketHandle {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
+        s.set_ack_delay(None);
+        s.connect(self.iface.context(), target, local_port).unwrap();
+        self.sockets.add(s)
+    }
+
+    fn socket(&mut self, h: smoltcp::iface::SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(h)
+    }
+}
+
+/// Moves packets both ways and runs both sides until nothing moves.
+fn settle(stack: &LocalStack, peer: &mut Peer, cx: &mut Context<'_>) {
+    for _ in 0..10_000 {
+        let now = stack.clock().now();
+        peer.iface.poll(now, &mut peer.wire, &mut peer.sockets);
+        let mut moved = false;
+        while let Some(p) = peer.wire.to_stack.pop_front() {
+            stack.push_ingress(p).unwrap();
+            moved = true;
+        }
+        let _ = stack.poll_runner(cx);
+        while let Poll::Ready(p) = stack.poll_egress(cx) {
+            peer.wire.to_peer.push_back(p);
+            moved = true;
+        }
+        if !moved {
+            return;
+        }
+    }
+    panic!("the exchange did not settle");
+}
+
+#[test]
+fn handshake_data_half_close_and_reap_without_an_executor() {
+    let stack = LocalStack::new(Config::default(), ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 443);
+    let h = peer.connect(40000, target);
+
+    // Nothing is accepted before the handshake completes.
+    assert!(LocalStack::poll_accept(&&stack, &mut cx).is_pending());
+    settle(&stack, &mut peer, &mut cx);
+    let conn: TcpConnection<&LocalStack> = match LocalStack::poll_accept(&&stack, &mut cx) {
+        Poll::Ready(c) => c,
+        Poll::Pending => panic!("handshake did not complete: {}", stack.stats()),
+    };
+    assert_eq!(conn.local_endpoint(), target);
+    assert_eq!(conn.remote_endpoint().port, 40000);
+
+    // Peer → stack, then the peer half-closes.
+    peer.socket(h).send_slice(b"request").unwrap();
+    peer.socket(h).close();
+    settle(&stack, &mut peer, &mut cx);
+    let mut buf = [0u8; 64];
+    assert_eq!(conn.poll_read(&mut cx, &mut buf), Poll::Ready(Ok(7)));
+    assert_eq!(&buf[..7], b"request");
+    assert_eq!(
+        conn.poll_read(&mut cx, &mut buf),
+        Poll::Ready(Ok(0)),
+        "FIN = EOF"
+    );
+
+    // Stack → peer still works after the peer's FIN; then the stack closes too.
+    assert_eq!(conn.poll_write(&mut cx, b"reply"), Poll::Ready(Ok(5)));
+    conn.shutdown_write().unwrap();
+    settle(&stack, &mut peer, &mut cx);
+    let mut got = [0u8; 16];
+    let n = peer.socket(h).recv_slice(&mut got).unwrap();
+    assert_eq!(&got[..n], b"reply");
+    assert!(!peer.socket(h).may_recv(), "peer saw the stack's FIN");
+
+    // Dropping the handle lets the core reap the connection.
+    drop(conn);
+    stack.clock().0.set(1_000);
+    settle(&stack, &mut peer, &mut cx);
+    let stats = stack.stats();
+    assert_eq!(
+        stats.tcp.open + stats.tcp.closing + stats.tcp.syn_received,
+        0,
+        "{stats}"
+    );
+    assert_eq!(stats.tcp.accepted, 1);
+}
+
+#[test]
+fn half_open_connection_expires_under_simulated_time() {
+    let config = Config::default().syn_timeout(Duration::from_secs(3));
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 80);
+    peer.connect(40001, target);
+    // Deliver the SYN but lose everything the stack answers.
+    peer.iface
+        .poll(Instant::ZERO, &mut peer.wire, &mut peer.sockets);
+    while let Some(p) = peer.wire.to_stack.pop_front() {
+        stack.push_ingress(p).unwrap();
+    }
+    let status = stack.poll_runner(&mut cx);
+    assert_eq!(stack.stats().tcp.syn_received, 1);
+    assert!(
+        status.deadline.is_some(),
+        "a half-open connection needs a timer"
+    );
+    while let Poll::Ready(_) = stack.poll_egress(&mut cx) {}
+
+    stack.clock().0.set(3_001);
+    let status = stack.poll_runner(&mut cx);
+    let stats = stack.stats();
+    assert_eq!(stats.tcp.syn_received, 0, "{stats}");
+    assert_eq!(stats.tcp.syn_expired, 1);
+    assert_eq!(status.deadline, None, "nothing left to time");
+}
