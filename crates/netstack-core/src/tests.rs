@@ -217,7 +217,7 @@ fn half_open_connection_expires_under_simulated_time() {
         status.deadline.is_some(),
         "a half-open connection needs a timer"
     );
-    while let Poll::Ready(_) = stack.poll_egress(&mut cx) {}
+    while stack.poll_egress(&mut cx).is_ready() {}
 
     stack.clock().0.set(3_001);
     let status = stack.poll_runner(&mut cx);
