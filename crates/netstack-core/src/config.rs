@@ -6,6 +6,9 @@
 
 use smoltcp::time::Duration;
 
+use crate::filter::IpFilter;
+use crate::icmp::IcmpEchoMode;
+
 /// Configuration of a [`Stack`](crate::Stack). Build it with [`Config::default`] and the
 /// chainable setters.
 #[derive(Debug, Clone)]
@@ -47,6 +50,28 @@ pub struct Config {
     pub runner_batch: usize,
     /// Seed for initial sequence numbers. Set it from a random source. Default 0.
     pub random_seed: u64,
+    /// UDP datagrams waiting for the application. Default 512. Excess datagrams are dropped
+    /// and counted (`drops.udp_queue_full`).
+    pub udp_queue: usize,
+    /// Bytes of UDP datagrams waiting for the application (packet buffers). Default 4 MiB.
+    pub udp_queue_bytes: usize,
+    /// TTL / hop limit of the packets the stack builds itself (UDP, ICMP). Default 64.
+    pub hop_limit: u8,
+    /// What to do with ICMP echo requests. Default: reply locally.
+    pub icmp_echo: IcmpEchoMode,
+    /// Deliver ICMP messages other than echo requests to the application instead of
+    /// dropping them. Default `false`.
+    pub icmp_deliver_other: bool,
+    /// ICMP messages waiting for the application. Default 64.
+    pub icmp_queue: usize,
+    /// Fragmented datagrams being reassembled at once. Default 64.
+    pub reassembly_max_datagrams: usize,
+    /// Bytes held for reassembly, all datagrams together. Default 1 MiB.
+    pub reassembly_max_bytes: usize,
+    /// How long a fragmented datagram may take to complete. Default 10 s.
+    pub reassembly_timeout: Duration,
+    /// Which flows the stack serves. Default: all.
+    pub filter: IpFilter,
 }
 
 impl Default for Config {
@@ -66,6 +91,16 @@ impl Default for Config {
             tcp_keep_alive: None,
             runner_batch: 64,
             random_seed: 0,
+            udp_queue: 512,
+            udp_queue_bytes: 4 << 20,
+            hop_limit: 64,
+            icmp_echo: IcmpEchoMode::Reply,
+            icmp_deliver_other: false,
+            icmp_queue: 64,
+            reassembly_max_datagrams: 64,
+            reassembly_max_bytes: 1 << 20,
+            reassembly_timeout: Duration::from_secs(10),
+            filter: IpFilter::default(),
         }
     }
 }
@@ -114,6 +149,26 @@ setter! {
     runner_batch: usize,
     /// Sets [`Config::random_seed`].
     random_seed: u64,
+    /// Sets [`Config::udp_queue`].
+    udp_queue: usize,
+    /// Sets [`Config::udp_queue_bytes`].
+    udp_queue_bytes: usize,
+    /// Sets [`Config::hop_limit`].
+    hop_limit: u8,
+    /// Sets [`Config::icmp_echo`].
+    icmp_echo: IcmpEchoMode,
+    /// Sets [`Config::icmp_deliver_other`].
+    icmp_deliver_other: bool,
+    /// Sets [`Config::icmp_queue`].
+    icmp_queue: usize,
+    /// Sets [`Config::reassembly_max_datagrams`].
+    reassembly_max_datagrams: usize,
+    /// Sets [`Config::reassembly_max_bytes`].
+    reassembly_max_bytes: usize,
+    /// Sets [`Config::reassembly_timeout`].
+    reassembly_timeout: Duration,
+    /// Sets [`Config::filter`].
+    filter: IpFilter,
 }
 
 impl Config {
@@ -129,6 +184,7 @@ impl Config {
         self.ingress_queue = self.ingress_queue.max(1);
         self.egress_queue = self.egress_queue.max(1);
         self.runner_batch = self.runner_batch.max(1);
+        self.hop_limit = self.hop_limit.max(1);
         self
     }
 }

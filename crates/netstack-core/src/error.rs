@@ -8,12 +8,21 @@ use core::fmt;
 pub enum Error {
     /// A bounded queue is full; the item was not accepted (and was counted as dropped).
     QueueFull,
+    /// The datagram is larger than one IP packet can carry (64 KiB).
+    TooLarge,
+    /// Source and destination are of different IP versions.
+    AddressFamily,
+    /// A port or address that cannot be used (port 0, a non-unicast address).
+    InvalidAddress,
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::QueueFull => f.write_str("queue full"),
+            Error::TooLarge => f.write_str("datagram too large"),
+            Error::AddressFamily => f.write_str("source and destination IP versions differ"),
+            Error::InvalidAddress => f.write_str("invalid address or port"),
         }
     }
 }

@@ -1,13 +1,19 @@
-//! The ingress front end: validates and classifies every packet before smoltcp sees it.
+//! The transport front end: validates and classifies every plain packet before it is used.
 //!
 //! smoltcp silently ignores packets it cannot parse; a network stack facing a VPN's traffic
-//! must count them instead. The front end checks the IP header and the TCP checksum once (so the
-//! interface is configured not to verify them again), extracts the TCP 4-tuple and flags that the
-//! SYN table needs, and names a drop reason for everything else.
+//! must count them instead. After [`normalize`](crate::normalize) (IP header checks, fragments,
+//! IPv6 extension headers), this module checks the transport header and checksum once (so the
+//! interface is configured not to verify TCP again), extracts the addresses and ports that the
+//! SYN table, the UDP queue and the filter need, and names a drop reason for everything else.
+
+use core::ops::Range;
 
 use smoltcp::wire::{
-    IpAddress, IpEndpoint, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, IPV4_HEADER_LEN,
+    Icmpv4Message, Icmpv4Packet, Icmpv6Message, Icmpv6Packet, IpAddress, IpEndpoint, IpProtocol,
+    Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
 };
+
+use crate::filter::{FlowInfo, Protocol};
 
 /// A TCP connection's identity, seen from the stack: `remote` is the peer on the link (the
 /// application that opened the connection), `local` its original destination.
@@ -23,50 +29,123 @@ pub(crate) enum DropReason {
     Malformed,
     BadChecksum,
     Unsupported,
+    /// Fragment reassembly had no room for it.
+    Reassembly,
 }
 
-/// What the front end found in a packet.
+/// What kind of ICMP message a packet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IcmpClass {
+    /// An echo request with its identifier and sequence number.
+    EchoRequest { ident: u16, seq: u16 },
+    /// Anything else, with its type and code.
+    Other { icmp_type: u8, code: u8 },
+}
+
+/// What the front end found in a plain packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Classified {
     /// A valid TCP segment; `syn` is set for a connection request (SYN without ACK or RST).
     Tcp { tuple: FourTuple, syn: bool },
+    /// A valid UDP datagram; `payload` is its position in the packet.
+    Udp {
+        src: IpEndpoint,
+        dst: IpEndpoint,
+        payload: Range<usize>,
+    },
+    /// A valid ICMP or ICMPv6 message; `message` is its position in the packet (from its type
+    /// byte to the end).
+    Icmp {
+        src: IpAddress,
+        dst: IpAddress,
+        class: IcmpClass,
+        message: Range<usize>,
+    },
     /// Drop it and count the reason.
     Drop(DropReason),
 }
 
-/// Classifies one raw IP packet.
+impl Classified {
+    /// The flow the filter judges, if this is a usable packet.
+    pub(crate) fn flow(&self) -> Option<FlowInfo> {
+        match *self {
+            Classified::Tcp { tuple, .. } => Some(FlowInfo {
+                protocol: Protocol::Tcp,
+                src: tuple.remote.addr,
+                dst: tuple.local.addr,
+                src_port: tuple.remote.port,
+                dst_port: tuple.local.port,
+            }),
+            Classified::Udp { src, dst, .. } => Some(FlowInfo {
+                protocol: Protocol::Udp,
+                src: src.addr,
+                dst: dst.addr,
+                src_port: src.port,
+                dst_port: dst.port,
+            }),
+            Classified::Icmp { src, dst, .. } => Some(FlowInfo {
+                protocol: Protocol::Icmp,
+                src,
+                dst,
+                src_port: 0,
+                dst_port: 0,
+            }),
+            Classified::Drop(_) => None,
+        }
+    }
+}
+
+/// Classifies one plain IP packet (see [`normalize`](crate::normalize)).
 pub(crate) fn classify(packet: &[u8]) -> Classified {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) => classify_ipv4(packet),
-        Some(6) => classify_ipv6(packet),
-        _ => Classified::Drop(DropReason::Malformed),
-    }
-}
-
-fn classify_ipv4(packet: &[u8]) -> Classified {
-    let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+    let (src, dst, protocol, start, end): (IpAddress, IpAddress, IpProtocol, usize, usize) =
+        match packet.first().map(|b| b >> 4) {
+            Some(4) => {
+                let Ok(ip) = Ipv4Packet::new_checked(packet) else {
+                    return Classified::Drop(DropReason::Malformed);
+                };
+                if ip.more_frags() || ip.frag_offset() != 0 {
+                    return Classified::Drop(DropReason::Unsupported);
+                }
+                let start = usize::from(ip.header_len());
+                let end = usize::from(ip.total_len());
+                (
+                    ip.src_addr().into(),
+                    ip.dst_addr().into(),
+                    ip.next_header(),
+                    start,
+                    end,
+                )
+            }
+            Some(6) => {
+                let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+                    return Classified::Drop(DropReason::Malformed);
+                };
+                let end = 40 + usize::from(ip.payload_len());
+                (
+                    ip.src_addr().into(),
+                    ip.dst_addr().into(),
+                    ip.next_header(),
+                    40,
+                    end,
+                )
+            }
+            _ => return Classified::Drop(DropReason::Malformed),
+        };
+    if start > end || end > packet.len() {
         return Classified::Drop(DropReason::Malformed);
-    };
-    if usize::from(ip.header_len()) < IPV4_HEADER_LEN {
-        return Classified::Drop(DropReason::Malformed);
     }
-    if !ip.verify_checksum() {
-        return Classified::Drop(DropReason::BadChecksum);
+    let body = &packet[start..end];
+    match protocol {
+        IpProtocol::Tcp => classify_tcp(src, dst, body),
+        IpProtocol::Udp => classify_udp(src, dst, body, start),
+        IpProtocol::Icmp if matches!(src, IpAddress::Ipv4(_)) => {
+            classify_icmpv4(src, dst, body, start)
+        }
+        IpProtocol::Icmpv6 if matches!(src, IpAddress::Ipv6(_)) => {
+            classify_icmpv6(src, dst, body, start)
+        }
+        _ => Classified::Drop(DropReason::Unsupported),
     }
-    if ip.more_frags() || ip.frag_offset() != 0 || ip.next_header() != IpProtocol::Tcp {
-        return Classified::Drop(DropReason::Unsupported);
-    }
-    classify_tcp(ip.src_addr().into(), ip.dst_addr().into(), ip.payload())
-}
-
-fn classify_ipv6(packet: &[u8]) -> Classified {
-    let Ok(ip) = Ipv6Packet::new_checked(packet) else {
-        return Classified::Drop(DropReason::Malformed);
-    };
-    if ip.next_header() != IpProtocol::Tcp {
-        return Classified::Drop(DropReason::Unsupported);
-    }
-    classify_tcp(ip.src_addr().into(), ip.dst_addr().into(), ip.payload())
 }
 
 fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8]) -> Classified {
@@ -87,7 +166,83 @@ fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8]) -> Classified {
     Classified::Tcp { tuple, syn }
 }
 
-/// TCP only runs between unicast addresses.
+fn classify_udp(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
+    let Ok(udp) = UdpPacket::new_checked(body) else {
+        return Classified::Drop(DropReason::Malformed);
+    };
+    if udp.dst_port() == 0 || !is_unicast(src) || !is_unicast(dst) {
+        return Classified::Drop(DropReason::Malformed);
+    }
+    // IPv4 allows "no checksum" (0); IPv6 requires one (RFC 8200 §8.1).
+    let checksum_ok = match src {
+        IpAddress::Ipv4(_) if udp.checksum() == 0 => true,
+        _ => udp.checksum() != 0 && udp.verify_checksum(&src, &dst),
+    };
+    if !checksum_ok {
+        return Classified::Drop(DropReason::BadChecksum);
+    }
+    let payload_start = start + 8;
+    Classified::Udp {
+        src: IpEndpoint::new(src, udp.src_port()),
+        dst: IpEndpoint::new(dst, udp.dst_port()),
+        payload: payload_start..start + usize::from(udp.len()),
+    }
+}
+
+fn classify_icmpv4(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
+    let Ok(icmp) = Icmpv4Packet::new_checked(body) else {
+        return Classified::Drop(DropReason::Malformed);
+    };
+    if !icmp.verify_checksum() {
+        return Classified::Drop(DropReason::BadChecksum);
+    }
+    let class = match icmp.msg_type() {
+        Icmpv4Message::EchoRequest if icmp.msg_code() == 0 => IcmpClass::EchoRequest {
+            ident: icmp.echo_ident(),
+            seq: icmp.echo_seq_no(),
+        },
+        other => IcmpClass::Other {
+            icmp_type: other.into(),
+            code: icmp.msg_code(),
+        },
+    };
+    Classified::Icmp {
+        src,
+        dst,
+        class,
+        message: start..start + body.len(),
+    }
+}
+
+fn classify_icmpv6(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
+    let (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) = (src, dst) else {
+        return Classified::Drop(DropReason::Malformed);
+    };
+    let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
+        return Classified::Drop(DropReason::Malformed);
+    };
+    if !icmp.verify_checksum(&s, &d) {
+        return Classified::Drop(DropReason::BadChecksum);
+    }
+    let class = match icmp.msg_type() {
+        Icmpv6Message::EchoRequest if icmp.msg_code() == 0 => IcmpClass::EchoRequest {
+            ident: icmp.echo_ident(),
+            seq: icmp.echo_seq_no(),
+        },
+        other => IcmpClass::Other {
+            icmp_type: other.into(),
+            code: icmp.msg_code(),
+        },
+    };
+    Classified::Icmp {
+        src,
+        dst,
+        class,
+        message: start..start + body.len(),
+    }
+}
+
+/// Unicast addresses only: TCP, UDP to broadcast/multicast groups are not served.
 fn is_unicast(addr: IpAddress) -> bool {
     match addr {
         IpAddress::Ipv4(a) => {
@@ -98,7 +253,7 @@ fn is_unicast(addr: IpAddress) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use alloc::vec;
     use alloc::vec::Vec;
@@ -208,16 +363,14 @@ mod tests {
     }
 
     #[test]
-    fn udp_and_garbage_are_not_tcp() {
+    fn garbage_is_malformed_and_unknown_protocols_unsupported() {
         assert_eq!(classify(&[]), Classified::Drop(DropReason::Malformed));
         assert_eq!(
             classify(&[0x70, 0, 0]),
             Classified::Drop(DropReason::Malformed)
         );
         let mut p = ipv4_tcp(TcpControl::Syn);
-        p[9] = 17; // protocol UDP; fix the header checksum so only the protocol differs
-        let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
-        ip.fill_checksum();
+        p[9] = 47; // GRE
         assert_eq!(classify(&p), Classified::Drop(DropReason::Unsupported));
     }
 }

@@ -25,12 +25,18 @@ extern crate alloc;
 
 mod config;
 mod device;
+mod emit;
 mod error;
+mod filter;
+mod icmp;
 mod ingress;
+mod normalize;
+mod reassembly;
 mod stack;
 mod stats;
 mod tcp;
 mod time;
+mod udp;
 mod waker;
 
 #[cfg(test)]
@@ -38,11 +44,16 @@ mod tests;
 
 pub use config::Config;
 pub use error::{Error, TcpError};
+pub use filter::{FilterAction, FilterHook, FilterRule, FlowInfo, IpFilter, Protocol};
+pub use icmp::{IcmpEchoMode, IcmpKind, IcmpMessage};
 pub use stack::{Packet, RunnerStatus, Stack, StackPtr};
-pub use stats::{DropStats, Stats, TcpStats};
+pub use stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 pub use tcp::{ConnId, TcpConnection};
 pub use time::Clock;
+pub use udp::UdpDatagram;
 
 /// Re-exported smoltcp types that appear in this crate's API.
 pub use smoltcp::time::{Duration, Instant};
-pub use smoltcp::wire::{IpAddress, IpEndpoint};
+pub use smoltcp::wire::{
+    IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr,
+};

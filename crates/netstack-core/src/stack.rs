@@ -18,15 +18,22 @@ use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet,
 };
 use smoltcp::time::Instant;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address};
+use smoltcp::wire::{
+    HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv6Address,
+};
 
 use crate::config::Config;
 use crate::device::QueueDevice;
+use crate::emit::Emitter;
 use crate::error::{Error, TcpError};
-use crate::ingress::{classify, Classified, DropReason};
-use crate::stats::{DropStats, Stats};
+use crate::icmp::{fill_echo_reply, IcmpEchoMode, IcmpKind, IcmpMessage, IcmpQueue};
+use crate::ingress::{classify, Classified, DropReason, IcmpClass};
+use crate::normalize::{normalize, Normalized};
+use crate::reassembly::Reassembler;
+use crate::stats::{DropStats, IcmpStats, IpStats, Stats, UdpStats};
 use crate::tcp::{ConnId, SynOutcome, TcpConnection, TcpTable};
 use crate::time::Clock;
+use crate::udp::{fill_udp, UdpDatagram, UdpQueue};
 use crate::waker::{WakeBatch, WakerSlot};
 
 /// A raw IP packet (IPv4 or IPv6, no link-layer header), as read from or written to a TUN
@@ -60,6 +67,15 @@ struct Inner {
     /// The deadline last returned by the runner.
     deadline: Option<Instant>,
     tcp: TcpTable,
+    udp: UdpQueue,
+    icmp: IcmpQueue,
+    reassembler: Reassembler,
+    emitter: Emitter,
+    /// Tasks waiting for egress room to send a datagram (bounded: see `wait_for_room`).
+    room_waiters: Vec<core::task::Waker>,
+    udp_stats: UdpStats,
+    icmp_stats: IcmpStats,
+    ip_stats: IpStats,
     packets_in: u64,
     bytes_in: u64,
     packets_out: u64,
@@ -107,6 +123,18 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         });
         let inner = Inner {
             tcp: TcpTable::new(&config),
+            udp: UdpQueue::new(config.udp_queue, config.udp_queue_bytes),
+            icmp: IcmpQueue::new(config.icmp_queue),
+            reassembler: Reassembler::new(
+                config.reassembly_max_datagrams,
+                config.reassembly_max_bytes,
+                config.reassembly_timeout,
+            ),
+            emitter: Emitter::new(config.mtu, config.hop_limit, config.random_seed),
+            room_waiters: Vec::new(),
+            udp_stats: UdpStats::default(),
+            icmp_stats: IcmpStats::default(),
+            ip_stats: IpStats::default(),
             ingress: VecDeque::with_capacity(config.ingress_queue),
             config,
             iface,
@@ -151,8 +179,21 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                 bytes_in: inner.bytes_in,
                 packets_out: inner.packets_out,
                 bytes_out: inner.bytes_out,
-                drops: inner.drops,
+                drops: DropStats {
+                    reassembly: inner.drops.reassembly + inner.reassembler.expired,
+                    ..inner.drops
+                },
                 tcp: inner.tcp.snapshot(),
+                udp: UdpStats {
+                    queued: inner.udp.len() as u64,
+                    queued_bytes: inner.udp.bytes() as u64,
+                    ..inner.udp_stats
+                },
+                icmp: inner.icmp_stats,
+                ip: IpStats {
+                    fragments_out: inner.emitter.fragments_out,
+                    ..inner.ip_stats
+                },
             }
         })
     }
@@ -248,6 +289,57 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         })
     }
 
+    // ----- UDP -----
+
+    /// Takes the next UDP datagram received for any destination, or registers the waker.
+    pub fn poll_udp_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
+        self.with(|inner, _| inner.udp.poll_pop(cx))
+    }
+
+    /// Sends a UDP datagram from `src` (typically the original destination of the datagram
+    /// being answered) to `dst` (the device side), fragmenting it if it exceeds the MTU.
+    /// `Pending` (waker registered) while the egress queue has no room.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] beyond 64 KiB, [`Error::AddressFamily`] if `src` and `dst` differ
+    /// in IP version, [`Error::InvalidAddress`] for port 0 or an unspecified address.
+    pub fn poll_udp_send(
+        &self,
+        cx: &mut Context<'_>,
+        src: IpEndpoint,
+        dst: IpEndpoint,
+        payload: &[u8],
+    ) -> Poll<Result<(), Error>> {
+        self.with(|inner, wake| inner.poll_send_udp(cx, src, dst, payload, wake))
+    }
+
+    // ----- ICMP -----
+
+    /// Takes the next ICMP message delivered to the application (echo requests with
+    /// [`IcmpEchoMode::Deliver`], other messages with `icmp_deliver_other`), or registers the
+    /// waker.
+    pub fn poll_icmp_recv(&self, cx: &mut Context<'_>) -> Poll<IcmpMessage> {
+        self.with(|inner, _| inner.icmp.poll_pop(cx))
+    }
+
+    /// Answers a delivered echo request (as its destination would have).
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] if `request` is not an echo request; [`Error::QueueFull`] if
+    /// the egress queue has no room (the reply is dropped and counted).
+    pub fn send_icmp_echo_reply(&self, request: &IcmpMessage) -> Result<(), Error> {
+        if !matches!(request.kind(), IcmpKind::EchoRequest { .. }) {
+            return Err(Error::InvalidAddress);
+        }
+        self.with(|inner, wake| {
+            let r = inner.send_echo_reply(request.dst(), request.src(), request.message(), wake);
+            if r == Err(Error::QueueFull) {
+                inner.drops.egress_full += 1;
+            }
+            r
+        })
+    }
+
     // ----- TCP -----
 
     /// Takes the next established connection, or registers the waker until there is one.
@@ -327,6 +419,9 @@ impl Inner {
             self.egress_blocked = false;
             wake.take_from(&mut self.runner_waker);
         }
+        for w in self.room_waiters.drain(..) {
+            wake.push(w);
+        }
         Some(p)
     }
 
@@ -335,19 +430,23 @@ impl Inner {
             DropReason::Malformed => self.drops.malformed += 1,
             DropReason::BadChecksum => self.drops.bad_checksum += 1,
             DropReason::Unsupported => self.drops.unsupported += 1,
+            DropReason::Reassembly => self.drops.reassembly += 1,
         }
     }
 
     /// One runner pass (see [`Stack::poll_runner`]).
     fn run(&mut self, now: Instant, wake: &mut WakeBatch) -> RunnerStatus {
-        // A deadline passed: smoltcp's (returned last time) or the TCP table's (which an
-        // application operation such as dropping a stream may have moved earlier since).
+        // A deadline passed: smoltcp's (returned last time), or the TCP table's or the
+        // reassembler's (which an application operation may have moved earlier since).
         let timer_due = self.deadline.is_some_and(|d| now >= d)
             || self.tcp.deadline().is_some_and(|d| now >= d);
         let mut changed = false;
-        let egress_before = self.device.egress.len();
 
-        // Ingress: classify each packet, let the SYN table prepare a socket, hand it to smoltcp.
+        if self.reassembler.deadline().is_some_and(|d| now >= d) {
+            self.reassembler.expire(now);
+        }
+
+        // Ingress: normalise and classify each packet, then hand it to its transport.
         let mut processed = 0;
         while processed < self.config.runner_batch {
             if self.device.egress_is_full() {
@@ -360,32 +459,7 @@ impl Inner {
             processed += 1;
             self.packets_in += 1;
             self.bytes_in += packet.len() as u64;
-            let (tuple, syn) = match classify(&packet) {
-                Classified::Tcp { tuple, syn } => (tuple, syn),
-                Classified::Drop(reason) => {
-                    self.count_drop(reason);
-                    continue;
-                }
-            };
-            let created = if syn {
-                match self.tcp.on_syn(tuple, now, &self.config, &mut self.sockets) {
-                    SynOutcome::Listening(created) => created,
-                    SynOutcome::Refused => None,
-                }
-            } else {
-                None
-            };
-            self.device.rx = Some(packet);
-            let result = self
-                .iface
-                .poll_ingress_single(now, &mut self.device, &mut self.sockets);
-            self.device.rx = None;
-            if result == PollIngressSingleResult::SocketStateChanged {
-                changed = true;
-            }
-            if let Some(id) = created {
-                self.tcp.after_new_syn(id, &mut self.sockets);
-            }
+            self.ingest(packet, now, wake, &mut changed);
         }
         if processed > 0 {
             wake.take_from(&mut self.ingress_waker);
@@ -395,24 +469,228 @@ impl Inner {
         self.egress(now, &mut changed);
 
         if changed || timer_due {
-            self.tcp
+            let aborted = self
+                .tcp
                 .maintain(now, &self.config, &mut self.sockets, wake);
-            // Maintenance may have aborted connections; their RSTs go out now.
-            self.egress(now, &mut changed);
+            if aborted {
+                // Send the RSTs now, then remove what they closed.
+                self.egress(now, &mut changed);
+                self.tcp
+                    .maintain(now, &self.config, &mut self.sockets, wake);
+            }
         }
 
-        if self.device.egress.len() > egress_before || !self.device.egress.is_empty() {
+        if !self.device.egress.is_empty() {
             wake.take_from(&mut self.egress_waker);
         }
 
         let more = !self.ingress.is_empty() && !self.egress_blocked;
-        let iface_at = self.iface.poll_at(now, &self.sockets);
-        let deadline = match (iface_at, self.tcp.deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // While the egress queue is full, only draining it (which wakes the runner) lets smoltcp
+        // make progress; its own deadline would only make the runner spin.
+        let iface_at = if self.egress_blocked {
+            None
+        } else {
+            self.iface.poll_at(now, &self.sockets)
         };
+        let deadline = [iface_at, self.tcp.deadline(), self.reassembler.deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         self.deadline = deadline;
         RunnerStatus { deadline, more }
+    }
+
+    /// Routes one ingress packet to its transport.
+    fn ingest(&mut self, packet: Packet, now: Instant, wake: &mut WakeBatch, changed: &mut bool) {
+        let packet = match normalize(packet, &mut self.reassembler, now) {
+            Normalized::Plain(p) => p,
+            Normalized::Reassembled(p) => {
+                self.ip_stats.fragments_in += 1;
+                self.ip_stats.reassembled += 1;
+                p
+            }
+            Normalized::Held => {
+                self.ip_stats.fragments_in += 1;
+                return;
+            }
+            Normalized::Drop(reason) => {
+                self.count_drop(reason);
+                return;
+            }
+        };
+        let class = classify(&packet);
+        if !self.config.filter.is_open() {
+            if let Some(flow) = class.flow() {
+                if !self.config.filter.allows(&flow) {
+                    self.drops.filtered += 1;
+                    return;
+                }
+            }
+        }
+        match class {
+            Classified::Tcp { tuple, syn } => {
+                let created = if syn {
+                    match self.tcp.on_syn(tuple, now, &self.config, &mut self.sockets) {
+                        SynOutcome::Listening(created) => created,
+                        SynOutcome::Refused => None,
+                    }
+                } else {
+                    None
+                };
+                self.device.rx = Some(packet);
+                let result =
+                    self.iface
+                        .poll_ingress_single(now, &mut self.device, &mut self.sockets);
+                self.device.rx = None;
+                if result == PollIngressSingleResult::SocketStateChanged {
+                    *changed = true;
+                }
+                if let Some(id) = created {
+                    self.tcp.after_new_syn(id, &mut self.sockets);
+                }
+            }
+            Classified::Udp { src, dst, payload } => {
+                let datagram = UdpDatagram::new(packet, payload, src, dst);
+                if self.udp.push(datagram, wake) {
+                    self.udp_stats.datagrams_in += 1;
+                } else {
+                    self.drops.udp_queue_full += 1;
+                }
+            }
+            Classified::Icmp {
+                src,
+                dst,
+                class,
+                message,
+            } => self.ingest_icmp(packet, src, dst, class, message, wake),
+            Classified::Drop(reason) => self.count_drop(reason),
+        }
+    }
+
+    fn ingest_icmp(
+        &mut self,
+        packet: Packet,
+        src: IpAddress,
+        dst: IpAddress,
+        class: IcmpClass,
+        message: core::ops::Range<usize>,
+        wake: &mut WakeBatch,
+    ) {
+        let kind = match class {
+            IcmpClass::EchoRequest { ident, seq } => {
+                self.icmp_stats.echo_requests += 1;
+                match self.config.icmp_echo {
+                    IcmpEchoMode::Reply => {
+                        let request = &packet[message];
+                        match self.send_echo_reply(dst, src, request, wake) {
+                            Ok(()) => {}
+                            Err(_) => self.drops.egress_full += 1,
+                        }
+                        return;
+                    }
+                    IcmpEchoMode::Deliver => IcmpKind::EchoRequest { ident, seq },
+                    IcmpEchoMode::Drop => {
+                        self.drops.icmp_unhandled += 1;
+                        return;
+                    }
+                }
+            }
+            IcmpClass::Other { icmp_type, code } => {
+                if !self.config.icmp_deliver_other {
+                    self.drops.icmp_unhandled += 1;
+                    return;
+                }
+                IcmpKind::Other { icmp_type, code }
+            }
+        };
+        let m = IcmpMessage::new(packet, message, src, dst, kind);
+        if self.icmp.push(m, wake) {
+            self.icmp_stats.delivered += 1;
+        } else {
+            self.drops.icmp_queue_full += 1;
+        }
+    }
+
+    /// Whether `count` more packets fit the egress queue (an empty queue takes anything, so a
+    /// datagram with more fragments than the queue's length can still leave).
+    fn egress_has_room_for(&self, count: usize) -> bool {
+        self.device.egress.is_empty()
+            || self.device.egress.len() + count <= self.config.egress_queue
+    }
+
+    /// Builds and queues an echo reply from `src` to `dst` for the echo request `request`.
+    fn send_echo_reply(
+        &mut self,
+        src: IpAddress,
+        dst: IpAddress,
+        request: &[u8],
+        wake: &mut WakeBatch,
+    ) -> Result<(), Error> {
+        let protocol = match src {
+            IpAddress::Ipv4(_) => IpProtocol::Icmp,
+            IpAddress::Ipv6(_) => IpProtocol::Icmpv6,
+        };
+        if !self.egress_has_room_for(self.emitter.packet_count(src, request.len())) {
+            return Err(Error::QueueFull);
+        }
+        self.emitter.emit(
+            &mut self.device.egress,
+            src,
+            dst,
+            protocol,
+            request.len(),
+            |buf| fill_echo_reply(buf, request, src, dst),
+        )?;
+        self.icmp_stats.echo_replies += 1;
+        wake.take_from(&mut self.egress_waker);
+        Ok(())
+    }
+
+    /// Queues a UDP datagram if the egress queue has room; otherwise registers `cx` to be woken
+    /// when it has.
+    fn poll_send_udp(
+        &mut self,
+        cx: &mut Context<'_>,
+        src: IpEndpoint,
+        dst: IpEndpoint,
+        payload: &[u8],
+        wake: &mut WakeBatch,
+    ) -> Poll<Result<(), Error>> {
+        if src.port == 0 || dst.port == 0 || src.addr.is_unspecified() || dst.addr.is_unspecified()
+        {
+            return Poll::Ready(Err(Error::InvalidAddress));
+        }
+        let l4_len = 8 + payload.len();
+        if !self.egress_has_room_for(self.emitter.packet_count(src.addr, l4_len)) {
+            self.wait_for_room(cx, wake);
+            return Poll::Pending;
+        }
+        let r = self.emitter.emit(
+            &mut self.device.egress,
+            src.addr,
+            dst.addr,
+            IpProtocol::Udp,
+            l4_len,
+            |buf| fill_udp(buf, src, dst, payload),
+        );
+        if r.is_ok() {
+            self.udp_stats.datagrams_out += 1;
+            wake.take_from(&mut self.egress_waker);
+        }
+        Poll::Ready(r)
+    }
+
+    /// Registers a task waiting for egress room. The list is bounded: past 64 waiters the
+    /// oldest is woken at once to retry, so the list never grows with the number of tasks.
+    fn wait_for_room(&mut self, cx: &mut Context<'_>, wake: &mut WakeBatch) {
+        if self.room_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            return;
+        }
+        if self.room_waiters.len() >= 64 {
+            let oldest = self.room_waiters.remove(0);
+            wake.push(oldest);
+        }
+        self.room_waiters.push(cx.waker().clone());
     }
 
     fn egress(&mut self, now: Instant, changed: &mut bool) {

@@ -17,6 +17,56 @@ pub struct DropStats {
     pub unsupported: u64,
     /// Packets offered with `push_ingress` while the ingress queue was full.
     pub ingress_full: u64,
+    /// Packets refused by the IP filter.
+    pub filtered: u64,
+    /// Fragments refused by reassembly (no room), plus datagrams whose reassembly timed out.
+    pub reassembly: u64,
+    /// UDP datagrams dropped because the application's queue was full.
+    pub udp_queue_full: u64,
+    /// ICMP messages dropped because the application's queue was full.
+    pub icmp_queue_full: u64,
+    /// ICMP messages neither answered nor delivered (per configuration).
+    pub icmp_unhandled: u64,
+    /// Packets the stack built itself (ICMP replies) dropped because the egress queue was full.
+    pub egress_full: u64,
+}
+
+/// IP-layer counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IpStats {
+    /// Fragments received.
+    pub fragments_in: u64,
+    /// Datagrams completed from fragments.
+    pub reassembled: u64,
+    /// Fragments sent (UDP and ICMP replies larger than the MTU).
+    pub fragments_out: u64,
+}
+
+/// UDP counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpStats {
+    /// Datagrams queued for the application.
+    pub datagrams_in: u64,
+    /// Datagrams sent by the application.
+    pub datagrams_out: u64,
+    /// Datagrams waiting for the application now.
+    pub queued: u64,
+    /// Bytes waiting for the application now.
+    pub queued_bytes: u64,
+}
+
+/// ICMP counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IcmpStats {
+    /// Echo requests received.
+    pub echo_requests: u64,
+    /// Echo replies sent (by the stack or for the application).
+    pub echo_replies: u64,
+    /// Messages delivered to the application.
+    pub delivered: u64,
 }
 
 /// TCP connection counters.
@@ -63,6 +113,12 @@ pub struct Stats {
     pub drops: DropStats,
     /// TCP connections.
     pub tcp: TcpStats,
+    /// UDP datagrams.
+    pub udp: UdpStats,
+    /// ICMP messages.
+    pub icmp: IcmpStats,
+    /// Fragments.
+    pub ip: IpStats,
 }
 
 impl fmt::Display for Stats {
@@ -76,8 +132,33 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "drops: malformed {}, bad checksum {}, unsupported {}, ingress full {}",
-            d.malformed, d.bad_checksum, d.unsupported, d.ingress_full
+            "drops: malformed {}, bad checksum {}, unsupported {}, ingress full {}, filtered {}, \
+             reassembly {}, udp queue full {}, icmp queue full {}, icmp unhandled {}, egress full {}",
+            d.malformed,
+            d.bad_checksum,
+            d.unsupported,
+            d.ingress_full,
+            d.filtered,
+            d.reassembly,
+            d.udp_queue_full,
+            d.icmp_queue_full,
+            d.icmp_unhandled,
+            d.egress_full
+        )?;
+        writeln!(
+            f,
+            "udp: in {}, out {}, queued {} ({} bytes); icmp: echo requests {}, replies {}, \
+             delivered {}; fragments: in {}, reassembled {}, out {}",
+            self.udp.datagrams_in,
+            self.udp.datagrams_out,
+            self.udp.queued,
+            self.udp.queued_bytes,
+            self.icmp.echo_requests,
+            self.icmp.echo_replies,
+            self.icmp.delivered,
+            self.ip.fragments_in,
+            self.ip.reassembled,
+            self.ip.fragments_out
         )?;
         writeln!(
             f,

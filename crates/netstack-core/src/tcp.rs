@@ -175,14 +175,16 @@ impl TcpTable {
 
     /// Promotes finished handshakes to the accept queue, expires half-open and abandoned
     /// connections, removes closed ones, and collects the wakers of connections whose readiness
-    /// changed. Runs after smoltcp processed packets or a deadline passed.
+    /// changed. Runs after smoltcp processed packets or a deadline passed. Returns whether it
+    /// aborted connections (whose RSTs must be sent, after which they can be removed).
     pub(crate) fn maintain(
         &mut self,
         now: Instant,
         config: &Config,
         sockets: &mut SocketSet<'static>,
         wake: &mut WakeBatch,
-    ) {
+    ) -> bool {
+        let mut aborted = false;
         let mut deadline: Option<Instant> = None;
         let mut remove = heapless::Vec::<ConnId, 64>::new();
         let mut more_to_remove = false;
@@ -212,6 +214,7 @@ impl TcpTable {
                         } else {
                             self.stats.refused_accept_queue += 1;
                             socket.abort();
+                            aborted = true;
                             conn.phase = Phase::Orphan { since: now };
                         }
                     }
@@ -226,21 +229,26 @@ impl TcpTable {
                     }
                 }
                 Phase::Orphan { since } => {
-                    let done = match state {
-                        // An aborted socket keeps its endpoint until its RST is sent.
-                        State::Closed => socket.local_endpoint().is_none(),
-                        // TIME-WAIT only matters if our last ACK is lost; the TUN link is local.
-                        State::TimeWait => true,
-                        _ => false,
-                    };
                     let expiry = since + config.close_timeout;
-                    if done {
-                        more_to_remove |= remove.push(id).is_err();
-                    } else if now >= expiry && state != State::Closed {
-                        self.stats.close_expired += 1;
-                        socket.abort();
-                    } else {
-                        deadline = Some(deadline.map_or(expiry, |d| d.min(expiry)));
+                    match state {
+                        // An aborted socket keeps its endpoint until its RST is sent; the
+                        // egress that sends it reports a change and brings us back here.
+                        State::Closed if socket.local_endpoint().is_some() => {}
+                        // TIME-WAIT only matters if our last ACK is lost; the TUN link is local.
+                        State::Closed | State::TimeWait => {
+                            more_to_remove |= remove.push(id).is_err();
+                        }
+                        // Nobody will read it: like Linux, answer data after close with RST.
+                        _ if socket.recv_queue() > 0 => {
+                            socket.abort();
+                            aborted = true;
+                        }
+                        _ if now >= expiry => {
+                            self.stats.close_expired += 1;
+                            socket.abort();
+                            aborted = true;
+                        }
+                        _ => deadline = Some(deadline.map_or(expiry, |d| d.min(expiry))),
                     }
                 }
             }
@@ -251,6 +259,7 @@ impl TcpTable {
         // Removal is batched to keep this pass allocation-free; anything left over is picked up
         // right away by the next pass.
         self.deadline = if more_to_remove { Some(now) } else { deadline };
+        aborted
     }
 
     fn remove(&mut self, id: ConnId, sockets: &mut SocketSet<'static>) {

@@ -46,11 +46,16 @@ impl WakeBatch {
     /// Adds the waker in `slot`, if any.
     pub(crate) fn take_from(&mut self, slot: &mut WakerSlot) {
         if let Some(w) = slot.take() {
-            if self.first.is_none() {
-                self.first = Some(w);
-            } else {
-                self.rest.push(w);
-            }
+            self.push(w);
+        }
+    }
+
+    /// Adds a waker taken from elsewhere.
+    pub(crate) fn push(&mut self, w: Waker) {
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
         }
     }
 
