@@ -73,6 +73,9 @@ struct Inner {
     emitter: Emitter,
     /// Tasks waiting for egress room to send a datagram (bounded: see `wait_for_room`).
     room_waiters: Vec<core::task::Waker>,
+    /// Whether an application handle receives UDP / ICMP (one receiver each).
+    udp_claimed: bool,
+    icmp_claimed: bool,
     udp_stats: UdpStats,
     icmp_stats: IcmpStats,
     ip_stats: IpStats,
@@ -132,6 +135,8 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             ),
             emitter: Emitter::new(config.mtu, config.hop_limit, config.random_seed),
             room_waiters: Vec::new(),
+            udp_claimed: false,
+            icmp_claimed: false,
             udp_stats: UdpStats::default(),
             icmp_stats: IcmpStats::default(),
             ip_stats: IpStats::default(),
@@ -290,6 +295,27 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     }
 
     // ----- UDP -----
+
+    /// Claims the stack's one UDP receiver; `false` if it is already claimed. Adapters use it
+    /// so that exactly one handle receives datagrams (the queue has a single reader waker).
+    pub fn claim_udp(&self) -> bool {
+        self.with(|inner, _| !core::mem::replace(&mut inner.udp_claimed, true))
+    }
+
+    /// Releases the UDP receiver claimed with [`claim_udp`](Self::claim_udp).
+    pub fn release_udp(&self) {
+        self.with(|inner, _| inner.udp_claimed = false);
+    }
+
+    /// Claims the stack's one ICMP receiver; `false` if it is already claimed.
+    pub fn claim_icmp(&self) -> bool {
+        self.with(|inner, _| !core::mem::replace(&mut inner.icmp_claimed, true))
+    }
+
+    /// Releases the ICMP receiver claimed with [`claim_icmp`](Self::claim_icmp).
+    pub fn release_icmp(&self) {
+        self.with(|inner, _| inner.icmp_claimed = false);
+    }
 
     /// Takes the next UDP datagram received for any destination, or registers the waker.
     pub fn poll_udp_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
