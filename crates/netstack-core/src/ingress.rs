@@ -45,8 +45,13 @@ pub(crate) enum IcmpClass {
 /// What the front end found in a plain packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Classified {
-    /// A valid TCP segment; `syn` is set for a connection request (SYN without ACK or RST).
-    Tcp { tuple: FourTuple, syn: bool },
+    /// A valid TCP segment; `syn` is set for a connection request (SYN without ACK or RST),
+    /// `rst` for a reset.
+    Tcp {
+        tuple: FourTuple,
+        syn: bool,
+        rst: bool,
+    },
     /// A valid UDP datagram; `payload` is its position in the packet.
     Udp {
         src: IpEndpoint,
@@ -163,7 +168,11 @@ fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8]) -> Classified {
         local: IpEndpoint::new(dst, tcp.dst_port()),
     };
     let syn = tcp.syn() && !tcp.ack() && !tcp.rst();
-    Classified::Tcp { tuple, syn }
+    Classified::Tcp {
+        tuple,
+        syn,
+        rst: tcp.rst(),
+    }
 }
 
 fn classify_udp(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
@@ -306,7 +315,7 @@ pub(crate) mod tests {
     #[test]
     fn syn_is_classified_with_its_tuple() {
         let c = classify(&ipv4_tcp(TcpControl::Syn));
-        let Classified::Tcp { tuple, syn } = c else {
+        let Classified::Tcp { tuple, syn, .. } = c else {
             panic!("{c:?}")
         };
         assert!(syn);

@@ -554,7 +554,7 @@ impl Inner {
             }
         }
         match class {
-            Classified::Tcp { tuple, syn } => {
+            Classified::Tcp { tuple, syn, rst } => {
                 let created = if syn {
                     match self.tcp.on_syn(tuple, now, &self.config, &mut self.sockets) {
                         SynOutcome::Listening(created) => created,
@@ -573,6 +573,9 @@ impl Inner {
                 }
                 if let Some(id) = created {
                     self.tcp.after_new_syn(id, &mut self.sockets);
+                }
+                if rst {
+                    self.tcp.after_rst(tuple, &mut self.sockets);
                 }
             }
             Classified::Udp { src, dst, payload } => {

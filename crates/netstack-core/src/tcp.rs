@@ -173,6 +173,21 @@ impl TcpTable {
         }
     }
 
+    /// Called after smoltcp processed an RST for `tuple`: a half-open socket that the RST sent
+    /// back to LISTEN (smoltcp's RFC 793 behaviour for passive opens) is removed at once, so
+    /// that it cannot accept another peer's SYN under this peer's 4-tuple.
+    pub(crate) fn after_rst(&mut self, tuple: FourTuple, sockets: &mut SocketSet<'static>) {
+        let Some(&id) = self.by_tuple.get(&tuple) else {
+            return;
+        };
+        let conn = &self.conns[&id];
+        if matches!(conn.phase, Phase::SynReceived { .. })
+            && sockets.get::<tcp::Socket>(conn.socket).state() == State::Listen
+        {
+            self.remove(id, sockets);
+        }
+    }
+
     /// Promotes finished handshakes to the accept queue, expires half-open and abandoned
     /// connections, removes closed ones, and collects the wakers of connections whose readiness
     /// changed. Runs after smoltcp processed packets or a deadline passed. Returns whether it
@@ -196,8 +211,13 @@ impl TcpTable {
                     State::Listen | State::SynReceived => {
                         let expiry = since + config.syn_timeout;
                         if now >= expiry {
-                            self.stats.syn_expired += 1;
-                            more_to_remove |= remove.push(id).is_err();
+                            // Counted only once it is really removed: a full batch leaves the
+                            // rest for the next pass, which must not count them again.
+                            if remove.push(id).is_ok() {
+                                self.stats.syn_expired += 1;
+                            } else {
+                                more_to_remove = true;
+                            }
                         } else {
                             deadline = Some(deadline.map_or(expiry, |d| d.min(expiry)));
                         }
