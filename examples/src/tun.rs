@@ -49,29 +49,7 @@ impl Tun {
     /// runtime (with I/O enabled), because the descriptor is registered with
     /// the runtime's reactor.
     pub fn create(name: &str, mtu: u32) -> io::Result<Tun> {
-        let ifr_name = encode_name(name)?;
-        let mtu_c = libc::c_int::try_from(mtu)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU too large"))?;
-
-        let fd = open_tun_fd()?;
-
-        // SAFETY: `ifreq` is a plain C struct/union of integers, arrays and a raw
-        // pointer; the all-zero bit pattern is a valid value for it.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        req.ifr_name = ifr_name;
-        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-        // SAFETY: `fd` is an open descriptor for /dev/net/tun and `req` is a valid,
-        // properly initialised `ifreq` that outlives the call; TUNSETIFF reads and
-        // writes only within that struct.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
-        if rc < 0 {
-            return Err(annotate(io::Error::last_os_error(), "TUNSETIFF", name));
-        }
-        // The kernel writes the final interface name back (relevant for "%d").
-        let actual = decode_name(&req.ifr_name);
-
-        configure_interface(&req.ifr_name, &actual, mtu_c)?;
-
+        let (fd, actual) = open_device(name, mtu)?;
         // SAFETY: `fd` is an open descriptor owned by the `OwnedFd` that we move into
         // the `AsyncFd`; it stays open (and `as_raw_fd` keeps returning it) until
         // the `AsyncFd` is dropped, and nothing ever replaces it.
@@ -125,6 +103,36 @@ impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.get_ref().as_raw_fd()
     }
+}
+
+/// Creates (or opens) TUN device `name` (`IFF_TUN | IFF_NO_PI`, non-blocking, close-on-exec)
+/// in the calling thread's network namespace, sets its MTU and brings it up; returns the
+/// descriptor and the actual interface name. Shared by [`Tun`] and the async-io wrapper
+/// ([`crate::tun_async_io`]), which differ only in the reactor they register it with.
+pub(crate) fn open_device(name: &str, mtu: u32) -> io::Result<(OwnedFd, String)> {
+    let ifr_name = encode_name(name)?;
+    let mtu_c = libc::c_int::try_from(mtu)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU too large"))?;
+
+    let fd = open_tun_fd()?;
+
+    // SAFETY: `ifreq` is a plain C struct/union of integers, arrays and a raw
+    // pointer; the all-zero bit pattern is a valid value for it.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    req.ifr_name = ifr_name;
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: `fd` is an open descriptor for /dev/net/tun and `req` is a valid,
+    // properly initialised `ifreq` that outlives the call; TUNSETIFF reads and
+    // writes only within that struct.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) };
+    if rc < 0 {
+        return Err(annotate(io::Error::last_os_error(), "TUNSETIFF", name));
+    }
+    // The kernel writes the final interface name back (relevant for "%d").
+    let actual = decode_name(&req.ifr_name);
+
+    configure_interface(&req.ifr_name, &actual, mtu_c)?;
+    Ok((fd, actual))
 }
 
 /// Opens `/dev/net/tun` non-blocking and close-on-exec.
@@ -192,7 +200,7 @@ fn configure_interface(
 }
 
 /// One non-blocking `read(2)`.
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the whole
     // call, and `fd` is open (borrowed from the `AsyncFd` by the caller).
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -204,7 +212,7 @@ fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One non-blocking `write(2)`.
-fn write_fd(fd: RawFd, packet: &[u8]) -> io::Result<usize> {
+pub(crate) fn write_fd(fd: RawFd, packet: &[u8]) -> io::Result<usize> {
     // SAFETY: `packet` is a valid readable region of `packet.len()` bytes for the
     // whole call, and `fd` is open (borrowed from the `AsyncFd` by the caller).
     let n = unsafe { libc::write(fd, packet.as_ptr().cast(), packet.len()) };

@@ -1,29 +1,36 @@
-//! [`StackBuilder`]: configuration and construction of the tokio flavour.
+//! [`StackBuilder`]: configuration and construction of a stack of either flavour.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::Arc;
+use std::marker::PhantomData;
 
 use netstack_core::{Config, Duration};
 
-use crate::{CoreStack, Runner, Stack, TcpListener, TokioClock};
+use crate::flavor::{CoreStack, Flavor, LocalFlavor, SendFlavor};
+use crate::generic::{Runner, Stack, TcpListener};
+use crate::TokioClock;
 
 /// Builds a [`Stack`], its [`Runner`] and its [`TcpListener`].
 ///
 /// Every setting has a documented default (see [`Config`]); `StackBuilder::default()` suits a
 /// phone or desktop VPN.
-#[derive(Debug, Clone)]
-pub struct StackBuilder {
+#[derive(Debug)]
+pub struct StackBuilder<F: Flavor> {
     config: Config,
+    flavor: PhantomData<F>,
 }
 
-impl Default for StackBuilder {
+impl<F: Flavor> Clone for StackBuilder<F> {
+    fn clone(&self) -> Self {
+        Self::from_config(self.config.clone())
+    }
+}
+
+impl<F: Flavor> Default for StackBuilder<F> {
     fn default() -> Self {
         // Initial sequence numbers must differ between runs.
         let seed = RandomState::new().hash_one(std::time::SystemTime::now());
-        StackBuilder {
-            config: Config::default().random_seed(seed),
-        }
+        Self::from_config(Config::default().random_seed(seed))
     }
 }
 
@@ -40,10 +47,13 @@ macro_rules! forward {
     };
 }
 
-impl StackBuilder {
+impl<F: Flavor> StackBuilder<F> {
     /// A builder starting from `config` instead of the defaults.
     pub fn from_config(config: Config) -> Self {
-        StackBuilder { config }
+        StackBuilder {
+            config,
+            flavor: PhantomData,
+        }
     }
 
     /// The configuration built so far.
@@ -80,27 +90,61 @@ impl StackBuilder {
         runner_batch: usize,
         /// Seed for initial sequence numbers (default: random). See [`Config::random_seed`].
         random_seed: u64,
+        /// UDP receive queue in datagrams (default 512). See [`Config::udp_queue`].
+        udp_queue: usize,
+        /// UDP receive queue in bytes (default 4 MiB). See [`Config::udp_queue_bytes`].
+        udp_queue_bytes: usize,
+        /// TTL/hop limit of UDP and ICMP packets (default 64). See [`Config::hop_limit`].
+        hop_limit: u8,
+        /// ICMP echo handling (default: reply). See [`Config::icmp_echo`].
+        icmp_echo: netstack_core::IcmpEchoMode,
+        /// Deliver non-echo ICMP (default off). See [`Config::icmp_deliver_other`].
+        icmp_deliver_other: bool,
+        /// ICMP queue length (default 64). See [`Config::icmp_queue`].
+        icmp_queue: usize,
+        /// Pending fragmented datagrams (default 64). See [`Config::reassembly_max_datagrams`].
+        reassembly_max_datagrams: usize,
+        /// Bytes held for reassembly (default 1 MiB). See [`Config::reassembly_max_bytes`].
+        reassembly_max_bytes: usize,
+        /// Reassembly timeout (default 10 s). See [`Config::reassembly_timeout`].
+        reassembly_timeout: Duration,
+        /// IP filter (default: allow all). See [`Config::filter`].
+        filter: netstack_core::IpFilter,
     }
 
-    /// Builds the stack. Spawn the [`Runner`] (it is a `Send` future), wire the [`Stack`] to a
-    /// packet device, and accept connections from the [`TcpListener`].
-    pub fn build(self) -> (Stack, Runner, TcpListener) {
-        let clock = TokioClock::new();
-        let core = Arc::new(CoreStack::new(self.config, clock));
+    /// Builds the stack. Spawn the [`Runner`] (a `Send` future in the `Send` flavour, a local
+    /// one in [`local`](crate::local)), wire the [`Stack`] to a packet device, and accept
+    /// connections from the [`TcpListener`].
+    pub fn build(self) -> (Stack<F>, Runner<F>, TcpListener<F>) {
+        let core = F::new_ptr(CoreStack::<F>::new(self.config, TokioClock::new()));
         (
             Stack::new(core.clone()),
             Runner::new(core.clone()),
             TcpListener::new(core),
         )
     }
+}
 
+impl StackBuilder<SendFlavor> {
     /// Builds the stack and spawns its runner on the current tokio runtime.
     ///
     /// # Panics
     /// Outside a tokio runtime (as `tokio::spawn` does).
-    pub fn run(self) -> (Stack, TcpListener) {
+    pub fn run(self) -> (Stack<SendFlavor>, TcpListener<SendFlavor>) {
         let (stack, runner, listener) = self.build();
         tokio::spawn(runner);
+        (stack, listener)
+    }
+}
+
+impl StackBuilder<LocalFlavor> {
+    /// Builds the stack and spawns its runner on the current `LocalSet`.
+    ///
+    /// # Panics
+    /// Outside a `LocalSet` (as `tokio::task::spawn_local` does).
+    pub fn run(self) -> (Stack<LocalFlavor>, TcpListener<LocalFlavor>) {
+        let (stack, runner, listener) = self.build();
+        tokio::task::spawn_local(runner);
         (stack, listener)
     }
 }

@@ -14,3 +14,15 @@ pub(crate) fn tcp(e: TcpError) -> io::Error {
     };
     io::Error::new(kind, e.to_string())
 }
+
+/// Maps a stack error to an `io::ErrorKind`.
+pub(crate) fn core(e: netstack_core::Error) -> io::Error {
+    let kind = match e {
+        netstack_core::Error::QueueFull => io::ErrorKind::WouldBlock,
+        netstack_core::Error::TooLarge
+        | netstack_core::Error::AddressFamily
+        | netstack_core::Error::InvalidAddress => io::ErrorKind::InvalidInput,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e.to_string())
+}

@@ -35,29 +35,112 @@
 //! half-close that completes as soon as the FIN is queued, so `tokio::io::copy_bidirectional`
 //! relays half-closed connections correctly.
 //!
-//! Everything here is `Send + Sync` and works on the multi-thread runtime. The runtime needs its
-//! time driver (`enable_time`/`enable_all`): the runner sleeps on a tokio timer.
+//! ## Two flavours, one implementation
+//!
+//! The types at the crate root are `Send + Sync` and work on the multi-thread runtime (an `Arc`
+//! and a per-stack mutex). The same names in [`local`] are neither: an `Rc` and no locking at
+//! all, for a current-thread runtime with a [`LocalSet`](tokio::task::LocalSet). Both are
+//! aliases of the [`generic`] types, instantiated with a [`flavor`] marker; the compiler decides
+//! which is `Send`.
+//!
+//! The runtime needs its time driver (`enable_time`/`enable_all`): the runner sleeps on a tokio
+//! timer.
 
+mod addr;
 mod builder;
 mod clock;
+pub mod flavor;
+mod icmp;
 mod io_error;
 mod listener;
 mod mutex;
 mod runner;
 mod stack;
 mod stream;
+mod udp;
 
-pub use builder::StackBuilder;
 pub use clock::TokioClock;
-pub use listener::TcpListener;
 pub use mutex::StdRawMutex;
-pub use netstack_core::{Config, Duration, Stats};
-pub use runner::Runner;
-pub use stack::{PacketSink, PacketStream, Stack};
-pub use stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
+pub use netstack_core::{
+    Config, Duration, FilterAction, FilterRule, FlowInfo, IcmpEchoMode, IcmpKind, IcmpMessage,
+    IpCidr, IpFilter, Protocol, Stats,
+};
+pub use udp::Datagram;
 
-/// The core stack type behind the `Send` flavour.
-pub type CoreStack = netstack_core::Stack<StdRawMutex, TokioClock>;
+/// The adapter types, generic over their [`flavor`]. Name them through the aliases at the crate
+/// root (`Send`) or in [`local`] (not `Send`).
+pub mod generic {
+    pub use crate::builder::StackBuilder;
+    pub use crate::flavor::CoreStack;
+    pub use crate::icmp::IcmpSocket;
+    pub use crate::listener::TcpListener;
+    pub use crate::runner::Runner;
+    pub use crate::stack::{PacketSink, PacketStream, Stack};
+    pub use crate::stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
+    pub use crate::udp::{UdpRecvHalf, UdpSendHalf, UdpSocket};
+}
+
+/// Declares the aliases of one flavour: the same names at the crate root and in `local`.
+macro_rules! flavour_aliases {
+    ($flavor:ty, $what:literal) => {
+        #[doc = concat!("Builds ", $what, " stack, its runner and its listener.")]
+        pub type StackBuilder = $crate::generic::StackBuilder<$flavor>;
+        #[doc = concat!("The packet side of ", $what, " stack: a `Sink` in, a `Stream` out.")]
+        pub type Stack = $crate::generic::Stack<$flavor>;
+        #[doc = concat!("Packets into ", $what, " stack.")]
+        pub type PacketSink = $crate::generic::PacketSink<$flavor>;
+        #[doc = concat!("Packets out of ", $what, " stack.")]
+        pub type PacketStream = $crate::generic::PacketStream<$flavor>;
+        #[doc = concat!("The future that drives ", $what, " stack.")]
+        pub type Runner = $crate::generic::Runner<$flavor>;
+        #[doc = concat!("Accepts the TCP connections of ", $what, " stack.")]
+        pub type TcpListener = $crate::generic::TcpListener<$flavor>;
+        #[doc = concat!("A TCP connection of ", $what, " stack.")]
+        pub type TcpStream = $crate::generic::TcpStream<$flavor>;
+        #[doc = concat!("The read half of a TCP connection of ", $what, " stack.")]
+        pub type OwnedReadHalf = $crate::generic::OwnedReadHalf<$flavor>;
+        #[doc = concat!("The write half of a TCP connection of ", $what, " stack.")]
+        pub type OwnedWriteHalf = $crate::generic::OwnedWriteHalf<$flavor>;
+        #[doc = concat!("The UDP socket of ", $what, " stack.")]
+        pub type UdpSocket = $crate::generic::UdpSocket<$flavor>;
+        #[doc = concat!("The receive half of the UDP socket of ", $what, " stack.")]
+        pub type UdpRecvHalf = $crate::generic::UdpRecvHalf<$flavor>;
+        #[doc = concat!("The send half of the UDP socket of ", $what, " stack.")]
+        pub type UdpSendHalf = $crate::generic::UdpSendHalf<$flavor>;
+        #[doc = concat!("The ICMP socket of ", $what, " stack.")]
+        pub type IcmpSocket = $crate::generic::IcmpSocket<$flavor>;
+        #[doc = concat!("The core stack behind ", $what, " stack.")]
+        pub type CoreStack = $crate::generic::CoreStack<$flavor>;
+    };
+}
+
+flavour_aliases!(flavor::SendFlavor, "a `Send + Sync`");
+
+/// The non-`Send` flavour: the same types as the crate root over an `Rc` and no locking, for a
+/// current-thread runtime and a [`LocalSet`](tokio::task::LocalSet).
+///
+/// ```no_run
+/// # async fn example() -> std::io::Result<()> {
+/// let local = tokio::task::LocalSet::new();
+/// local
+///     .run_until(async {
+///         // `run` spawns the runner with `spawn_local`.
+///         let (stack, listener) = netstack_tokio::local::StackBuilder::default().run();
+///         # drop(stack);
+///         let (stream, peer) = listener.accept().await?;
+///         tokio::task::spawn_local(async move { drop((stream, peer)) });
+///         Ok(())
+///     })
+///     .await
+/// # }
+/// ```
+pub mod local {
+    flavour_aliases!(crate::flavor::LocalFlavor, "a single-thread");
+}
 
 /// A raw IP packet.
 pub type Packet = netstack_core::Packet;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+mod readme_doctests {}

@@ -2,12 +2,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::time::Sleep;
 
-use crate::CoreStack;
+use crate::flavor::Flavor;
 
 /// How far away "never" is for the runner's timer when the stack has no deadline.
 const IDLE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
@@ -15,16 +14,17 @@ const IDLE: std::time::Duration = std::time::Duration::from_secs(86_400 * 365);
 /// Drives the stack: processes packets and timers, then sleeps until the next packet,
 /// application operation or TCP deadline. An idle stack is not woken at all.
 ///
-/// Spawn it on the runtime (`tokio::spawn(runner)`). It completes once every other handle to
+/// Spawn it on the runtime (`tokio::spawn(runner)`, or `tokio::task::spawn_local(runner)` in
+/// the [`local`](crate::local) flavour). It completes once every other handle to
 /// the stack ([`Stack`](crate::Stack), [`TcpListener`](crate::TcpListener), streams) is dropped.
 #[must_use = "the stack does nothing unless its runner is spawned"]
-pub struct Runner {
-    stack: Arc<CoreStack>,
+pub struct Runner<F: Flavor> {
+    stack: F::Ptr,
     timer: Pin<Box<Sleep>>,
 }
 
-impl Runner {
-    pub(crate) fn new(stack: Arc<CoreStack>) -> Self {
+impl<F: Flavor> Runner<F> {
+    pub(crate) fn new(stack: F::Ptr) -> Self {
         Runner {
             timer: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now() + IDLE)),
             stack,
@@ -32,13 +32,13 @@ impl Runner {
     }
 }
 
-impl Future for Runner {
+impl<F: Flavor> Future for Runner<F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            if Arc::strong_count(&this.stack) == 1 {
+            if F::handles(&this.stack) == 1 {
                 return Poll::Ready(());
             }
             let status = this.stack.poll_runner(cx);

@@ -1,17 +1,17 @@
-//! [`Stack`]: the packet side of the tokio flavour, a `Sink` of packets into the stack and a
-//! `Stream` of packets out of it.
+//! [`Stack`]: the packet side of a stack, a `Sink` of packets into it and a `Stream` of packets
+//! out of it.
 
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
 use futures_sink::Sink;
 use netstack_core::Stats;
 
-use crate::{CoreStack, Packet};
+use crate::flavor::Flavor;
+use crate::Packet;
 
 /// Packets moved out of the core per lock acquisition on the egress side.
 const EGRESS_BATCH: usize = 64;
@@ -19,13 +19,13 @@ const EGRESS_BATCH: usize = 64;
 /// The packet side of a stack: a [`Sink`] of raw IP packets read from the device and a
 /// [`Stream`] of raw IP packets to write to it. Clones share the stack; [`Stack::split`] gives
 /// halves that can live in different tasks.
-pub struct Stack {
-    sink: PacketSink,
-    stream: PacketStream,
+pub struct Stack<F: Flavor> {
+    sink: PacketSink<F>,
+    stream: PacketStream<F>,
 }
 
-impl Stack {
-    pub(crate) fn new(core: Arc<CoreStack>) -> Self {
+impl<F: Flavor> Stack<F> {
+    pub(crate) fn new(core: F::Ptr) -> Self {
         Stack {
             sink: PacketSink { core: core.clone() },
             stream: PacketStream {
@@ -37,7 +37,7 @@ impl Stack {
 
     /// Splits into the packet sink (device → stack) and the packet stream (stack → device).
     /// Neither half locks the other.
-    pub fn split(self) -> (PacketSink, PacketStream) {
+    pub fn split(self) -> (PacketSink<F>, PacketStream<F>) {
         (self.sink, self.stream)
     }
 
@@ -47,12 +47,12 @@ impl Stack {
     }
 
     /// The core stack, for operations this adapter does not wrap.
-    pub fn core(&self) -> &Arc<CoreStack> {
+    pub fn core(&self) -> &F::Ptr {
         &self.sink.core
     }
 }
 
-impl Clone for Stack {
+impl<F: Flavor> Clone for Stack<F> {
     fn clone(&self) -> Self {
         Stack::new(self.sink.core.clone())
     }
@@ -60,19 +60,26 @@ impl Clone for Stack {
 
 /// Packets into the stack. `poll_ready` waits while the ingress queue is full (back-pressure);
 /// a packet the stack cannot use is counted and dropped, never an error of the sink.
-#[derive(Clone)]
-pub struct PacketSink {
-    core: Arc<CoreStack>,
+pub struct PacketSink<F: Flavor> {
+    core: F::Ptr,
 }
 
-impl PacketSink {
+impl<F: Flavor> Clone for PacketSink<F> {
+    fn clone(&self) -> Self {
+        PacketSink {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<F: Flavor> PacketSink<F> {
     /// A snapshot of the stack's counters.
     pub fn stats(&self) -> Stats {
         self.core.stats()
     }
 }
 
-impl Sink<Packet> for PacketSink {
+impl<F: Flavor> Sink<Packet> for PacketSink<F> {
     type Error = io::Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -96,20 +103,20 @@ impl Sink<Packet> for PacketSink {
 }
 
 /// Packets out of the stack. It never ends while the stack lives.
-pub struct PacketStream {
-    core: Arc<CoreStack>,
+pub struct PacketStream<F: Flavor> {
+    core: F::Ptr,
     /// Packets taken from the core in one batch and not yet yielded.
     buffered: VecDeque<Packet>,
 }
 
-impl PacketStream {
+impl<F: Flavor> PacketStream<F> {
     /// A snapshot of the stack's counters.
     pub fn stats(&self) -> Stats {
         self.core.stats()
     }
 }
 
-impl Stream for PacketStream {
+impl<F: Flavor> Stream for PacketStream<F> {
     type Item = Packet;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Packet>> {
@@ -127,7 +134,7 @@ impl Stream for PacketStream {
     }
 }
 
-impl Sink<Packet> for Stack {
+impl<F: Flavor> Sink<Packet> for Stack<F> {
     type Error = io::Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -147,7 +154,7 @@ impl Sink<Packet> for Stack {
     }
 }
 
-impl Stream for Stack {
+impl<F: Flavor> Stream for Stack<F> {
     type Item = Packet;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Packet>> {

@@ -3,15 +3,15 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use netstack_core::{IpAddress, IpEndpoint, TcpConnection};
+use netstack_core::{IpAddress, IpEndpoint, StackPtr, TcpConnection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::{io_error, CoreStack};
+use crate::flavor::Flavor;
+use crate::io_error;
 
-type Conn = TcpConnection<Arc<CoreStack>>;
+type Conn<F> = TcpConnection<<F as Flavor>::Ptr>;
 
 /// A TCP connection accepted by the stack.
 ///
@@ -20,9 +20,14 @@ type Conn = TcpConnection<Arc<CoreStack>>;
 /// - `poll_flush` returns at once: written data is already queued for transmission.
 /// - `poll_shutdown` half-closes: it queues a FIN and returns; reading continues.
 /// - Dropping the stream closes it (FIN), or resets it (RST) if received data was left unread.
-#[derive(Debug)]
-pub struct TcpStream {
-    conn: Conn,
+pub struct TcpStream<F: Flavor> {
+    conn: Conn<F>,
+}
+
+impl<F: Flavor> std::fmt::Debug for TcpStream<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TcpStream").field(&self.conn).finish()
+    }
 }
 
 fn socket_addr(ep: IpEndpoint) -> SocketAddr {
@@ -33,8 +38,8 @@ fn socket_addr(ep: IpEndpoint) -> SocketAddr {
     SocketAddr::new(ip, ep.port)
 }
 
-impl TcpStream {
-    pub(crate) fn new(conn: Conn) -> Self {
+impl<F: Flavor> TcpStream<F> {
+    pub(crate) fn new(conn: Conn<F>) -> Self {
         TcpStream { conn }
     }
 
@@ -61,8 +66,8 @@ impl TcpStream {
 
     /// Splits into owned halves that can move to different tasks. No lock is shared between
     /// them: the core keeps separate read and write wakers.
-    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        let conn = Arc::new(self.conn);
+    pub fn into_split(self) -> (OwnedReadHalf<F>, OwnedWriteHalf<F>) {
+        let conn = F::share(self.conn);
         (
             OwnedReadHalf { conn: conn.clone() },
             OwnedWriteHalf {
@@ -73,7 +78,11 @@ impl TcpStream {
     }
 }
 
-fn poll_read(conn: &Conn, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+fn poll_read<P: StackPtr>(
+    conn: &TcpConnection<P>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
     let dst = buf.initialize_unfilled();
     match conn.poll_read(cx, dst) {
         Poll::Ready(Ok(n)) => {
@@ -85,15 +94,19 @@ fn poll_read(conn: &Conn, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<i
     }
 }
 
-fn poll_write(conn: &Conn, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+fn poll_write<P: StackPtr>(
+    conn: &TcpConnection<P>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
     conn.poll_write(cx, buf).map_err(io_error::tcp)
 }
 
-fn shutdown(conn: &Conn) -> Poll<io::Result<()>> {
+fn shutdown<P: StackPtr>(conn: &TcpConnection<P>) -> Poll<io::Result<()>> {
     Poll::Ready(conn.shutdown_write().map_err(io_error::tcp))
 }
 
-impl AsyncRead for TcpStream {
+impl<F: Flavor> AsyncRead for TcpStream<F> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -103,7 +116,7 @@ impl AsyncRead for TcpStream {
     }
 }
 
-impl AsyncWrite for TcpStream {
+impl<F: Flavor> AsyncWrite for TcpStream<F> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -122,12 +135,17 @@ impl AsyncWrite for TcpStream {
 }
 
 /// The read half of a [`TcpStream`], from [`TcpStream::into_split`].
-#[derive(Debug)]
-pub struct OwnedReadHalf {
-    conn: Arc<Conn>,
+pub struct OwnedReadHalf<F: Flavor> {
+    conn: F::Shared<Conn<F>>,
 }
 
-impl OwnedReadHalf {
+impl<F: Flavor> std::fmt::Debug for OwnedReadHalf<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OwnedReadHalf").field(&*self.conn).finish()
+    }
+}
+
+impl<F: Flavor> OwnedReadHalf<F> {
     /// The peer's address.
     ///
     /// # Errors
@@ -145,7 +163,7 @@ impl OwnedReadHalf {
     }
 }
 
-impl AsyncRead for OwnedReadHalf {
+impl<F: Flavor> AsyncRead for OwnedReadHalf<F> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -157,13 +175,18 @@ impl AsyncRead for OwnedReadHalf {
 
 /// The write half of a [`TcpStream`], from [`TcpStream::into_split`]. Like tokio's, dropping it
 /// shuts the write direction down (FIN).
-#[derive(Debug)]
-pub struct OwnedWriteHalf {
-    conn: Arc<Conn>,
+pub struct OwnedWriteHalf<F: Flavor> {
+    conn: F::Shared<Conn<F>>,
     shutdown_on_drop: bool,
 }
 
-impl OwnedWriteHalf {
+impl<F: Flavor> std::fmt::Debug for OwnedWriteHalf<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OwnedWriteHalf").field(&*self.conn).finish()
+    }
+}
+
+impl<F: Flavor> OwnedWriteHalf<F> {
     /// The peer's address.
     ///
     /// # Errors
@@ -191,7 +214,7 @@ impl OwnedWriteHalf {
     }
 }
 
-impl Drop for OwnedWriteHalf {
+impl<F: Flavor> Drop for OwnedWriteHalf<F> {
     fn drop(&mut self) {
         if self.shutdown_on_drop {
             let _ = self.conn.shutdown_write();
@@ -199,7 +222,7 @@ impl Drop for OwnedWriteHalf {
     }
 }
 
-impl AsyncWrite for OwnedWriteHalf {
+impl<F: Flavor> AsyncWrite for OwnedWriteHalf<F> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -1,0 +1,106 @@
+//! [`StackBuilder`]: configuration and construction of a stack of either flavour.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::marker::PhantomData;
+
+use netstack_core::{Config, Duration};
+
+use crate::flavor::{CoreStack, Flavor};
+use crate::generic::{Runner, Stack, TcpListener};
+use crate::StdClock;
+
+/// Builds a [`Stack`], its [`Runner`] and its [`TcpListener`].
+///
+/// Every setting has a documented default (see [`Config`]); `StackBuilder::default()` suits a
+/// phone or desktop VPN.
+#[derive(Debug)]
+pub struct StackBuilder<F: Flavor> {
+    config: Config,
+    flavor: PhantomData<F>,
+}
+
+impl<F: Flavor> Clone for StackBuilder<F> {
+    fn clone(&self) -> Self {
+        Self::from_config(self.config.clone())
+    }
+}
+
+impl<F: Flavor> Default for StackBuilder<F> {
+    fn default() -> Self {
+        // Initial sequence numbers must differ between runs.
+        let seed = RandomState::new().hash_one(std::time::SystemTime::now());
+        Self::from_config(Config::default().random_seed(seed))
+    }
+}
+
+macro_rules! forward {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.config = self.config.$name(value);
+                self
+            }
+        )*
+    };
+}
+
+impl<F: Flavor> StackBuilder<F> {
+    /// A builder starting from `config` instead of the defaults.
+    pub fn from_config(config: Config) -> Self {
+        StackBuilder {
+            config,
+            flavor: PhantomData,
+        }
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    forward! {
+        /// Link MTU in bytes (default 1500). See [`Config::mtu`].
+        mtu: usize,
+        /// Receive buffer per TCP connection (default 256 KiB). See [`Config::tcp_rx_buffer`].
+        tcp_rx_buffer: usize,
+        /// Send buffer per TCP connection (default 256 KiB). See [`Config::tcp_tx_buffer`].
+        tcp_tx_buffer: usize,
+        /// Connection cap (default 4096). See [`Config::max_connections`].
+        max_connections: usize,
+        /// Half-open connection cap (default 256). See [`Config::syn_backlog`].
+        syn_backlog: usize,
+        /// Handshake timeout (default 5 s). See [`Config::syn_timeout`].
+        syn_timeout: Duration,
+        /// Accept queue length (default 256). See [`Config::accept_queue`].
+        accept_queue: usize,
+        /// Ingress queue length in packets (default 256). See [`Config::ingress_queue`].
+        ingress_queue: usize,
+        /// Egress queue length in packets (default 256). See [`Config::egress_queue`].
+        egress_queue: usize,
+        /// Close timeout of dropped connections (default 30 s). See [`Config::close_timeout`].
+        close_timeout: Duration,
+        /// Unacknowledged-data timeout (default 120 s). See [`Config::tcp_timeout`].
+        tcp_timeout: Option<Duration>,
+        /// Keep-alive interval (default off). See [`Config::tcp_keep_alive`].
+        tcp_keep_alive: Option<Duration>,
+        /// Packets per runner pass (default 64). See [`Config::runner_batch`].
+        runner_batch: usize,
+        /// Seed for initial sequence numbers (default: random). See [`Config::random_seed`].
+        random_seed: u64,
+    }
+
+    /// Builds the stack. Spawn the [`Runner`] on the executor (a `Send` future in the `Send`
+    /// flavour, a local one in [`local`](crate::local)) and detach it, wire the [`Stack`] to a packet device, and accept
+    /// connections from the [`TcpListener`].
+    pub fn build(self) -> (Stack<F>, Runner<F>, TcpListener<F>) {
+        let core = F::new_ptr(CoreStack::<F>::new(self.config, StdClock::new()));
+        (
+            Stack::new(core.clone()),
+            Runner::new(core.clone()),
+            TcpListener::new(core),
+        )
+    }
+}
