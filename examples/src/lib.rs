@@ -2,11 +2,20 @@
 //! platform glue they share.
 //!
 //! The binaries live in `src/bin/`; this library holds the code they have in
-//! common, most importantly [`tun`], an asynchronous Linux TUN device.
+//! common, most importantly [`tun`], an asynchronous Linux TUN device (and
+//! [`tun_async_io`], the same device for async-io executors).
 
 #[cfg(target_os = "linux")]
 pub mod tun;
+#[cfg(target_os = "linux")]
+pub mod tun_async_io;
 
+pub mod forward;
+#[cfg(target_os = "linux")]
+pub mod icmp_forward;
 pub mod relay;
+#[cfg(target_os = "linux")]
+pub mod smol_local;
+pub mod udp_relay;
 #[cfg(target_os = "linux")]
 pub mod wire;

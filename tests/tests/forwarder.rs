@@ -3,12 +3,13 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use netstack_tests::fixture::assert_same_bytes;
-use netstack_tests::{enter_new_netns, ip, pattern, tun_forward_binary};
+use netstack_tests::{enter_new_netns, ip, pattern, tun_forward_binary, tun_forward_smol_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -57,12 +58,13 @@ async fn echo_through(addr: SocketAddr, data: Vec<u8>) {
     assert_same_bytes(&got, &data, &format!("echo via {addr}"));
 }
 
-/// Starts `tun_forward --tun tunf --mtu MTU --redirect 127.0.0.1` in a new namespace, relays
-/// `len` bytes each way over IPv4 and IPv6, stops it with SIGINT and checks its exit.
-fn forward_round_trip(mtu: u32, len: usize) {
+/// Starts `BINARY --tun tunf --mtu MTU --redirect 127.0.0.1` (`tun_forward` or
+/// `tun_forward_smol`) in a new namespace, relays `len` bytes each way over IPv4 and IPv6,
+/// stops it with SIGINT and checks its exit.
+fn forward_round_trip(binary: fn() -> PathBuf, mtu: u32, len: usize) {
     std::thread::spawn(move || {
         enter_new_netns().expect("new network namespace");
-        let binary = tun_forward_binary();
+        let binary = binary();
         let child = Command::new(&binary)
             .args(["--tun", "tunf", "--mtu", &mtu.to_string()])
             .args(["--redirect", "127.0.0.1"])
@@ -138,10 +140,122 @@ fn forward_round_trip(mtu: u32, len: usize) {
 
 #[test]
 fn tun_forward_relays_v4_and_v6_at_mtu_1500() {
-    forward_round_trip(1500, 16 << 20);
+    forward_round_trip(tun_forward_binary, 1500, 16 << 20);
 }
 
 #[test]
 fn tun_forward_relays_v4_and_v6_at_mtu_65000() {
-    forward_round_trip(65000, 16 << 20);
+    forward_round_trip(tun_forward_binary, 65000, 16 << 20);
+}
+
+#[test]
+fn tun_forward_smol_relays_v4_and_v6_at_mtu_1500() {
+    forward_round_trip(tun_forward_smol_binary, 1500, 16 << 20);
+}
+
+/// `tun_forward` running in the calling thread's (fresh) namespace with the link configured.
+struct Forwarder {
+    /// Kills the forwarder when the test ends.
+    _child: ChildGuard,
+}
+
+impl Forwarder {
+    /// Enters a new namespace on this thread, starts `tun_forward --tun tunf <args>`, waits
+    /// for `ready` and configures the kernel side of the link.
+    fn start(args: &[&str]) -> Forwarder {
+        enter_new_netns().expect("new network namespace");
+        let mut child = Command::new(tun_forward_binary())
+            .args(["--tun", "tunf"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tun_forward");
+        let stdout = child.stdout.take().unwrap();
+        let guard = ChildGuard(Some(child));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no ready")
+            .unwrap();
+        assert_eq!(first, "ready");
+        ip(&["addr", "add", "198.18.0.1/15", "dev", "tunf"]).unwrap();
+        ip(&["-6", "addr", "add", "fd00::1/64", "dev", "tunf", "nodad"]).unwrap();
+        ip(&["link", "set", "tunf", "up"]).unwrap();
+        Forwarder { _child: guard }
+    }
+}
+
+/// Runs a command in the current namespace and returns (success, stdout).
+fn run(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn tun_forward_answers_dig_and_ping() {
+    std::thread::spawn(|| {
+        let fwd = Forwarder::start(&["--redirect", "127.0.0.1"]);
+        let pid_file = format!("/tmp/netstack-test-dnsmasq-{}.pid", std::process::id());
+        let dns = Command::new("dnsmasq")
+            .args(["--keep-in-foreground", "--no-resolv", "--no-hosts"])
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--port=53",
+            ])
+            .args(["--address=/example.test/198.18.7.7", "--user=root"])
+            .arg(format!("--pid-file={pid_file}"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq must be installed");
+        let _dns = ChildGuard(Some(dns));
+        std::thread::sleep(Duration::from_millis(500));
+        for server in ["@198.19.0.53", "@fd00::53"] {
+            let (ok, out) = run(
+                "dig",
+                &[server, "example.test", "+short", "+time=2", "+tries=3"],
+            );
+            assert!(ok, "dig {server} failed");
+            assert_eq!(out.trim(), "198.18.7.7", "dig {server}");
+        }
+        let (ok, _) = run("ping", &["-c", "2", "-i", "0.2", "-W", "1", "198.19.0.10"]);
+        assert!(ok, "ping through tun_forward");
+        let (ok, _) = run(
+            "ping",
+            &["-6", "-c", "2", "-i", "0.2", "-W", "1", "fd00::10"],
+        );
+        assert!(ok, "ping -6 through tun_forward");
+        let _ = std::fs::remove_file(&pid_file);
+        drop(fwd);
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+#[test]
+fn tun_forward_icmp_forward_reports_the_real_result() {
+    for (redirect, expect_reply) in [("127.0.0.1", true), ("192.0.2.1", false)] {
+        std::thread::spawn(move || {
+            // 192.0.2.1 has no route inside the test namespace: the real ping fails at once,
+            // so the stack must not pretend it answered.
+            let fwd = Forwarder::start(&["--redirect", redirect, "--icmp", "forward"]);
+            let (ok, _) = run("ping", &["-c", "2", "-i", "0.2", "-W", "3", "198.19.0.10"]);
+            assert_eq!(ok, expect_reply, "ping via --icmp forward to {redirect}");
+            drop(fwd);
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    }
 }

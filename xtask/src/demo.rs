@@ -129,6 +129,8 @@ struct Guard {
     forwarder: Option<Child>,
     /// The HTTP server process, while running.
     server: Option<Child>,
+    /// The DNS server process, while running.
+    dns: Option<Child>,
     /// The temporary web root, once created.
     web_root: Option<PathBuf>,
 }
@@ -141,6 +143,7 @@ impl Guard {
         let mut done = Vec::new();
         for (what, child) in [
             ("HTTP server", self.server.take()),
+            ("DNS server", self.dns.take()),
             ("tun_forward", self.forwarder.take()),
         ] {
             if let Some(mut child) = child {
@@ -199,7 +202,7 @@ pub fn run() -> Result<(), String> {
                 .to_string(),
         );
     }
-    for tool in ["ip", "curl", "python3"] {
+    for tool in ["ip", "curl", "python3", "ping"] {
         if !tool_exists(tool) {
             return Err(format!(
                 "`{tool}` not found in PATH; the demo needs ip (iproute2), curl and python3"
@@ -213,6 +216,7 @@ pub fn run() -> Result<(), String> {
         netns: None,
         forwarder: None,
         server: None,
+        dns: None,
         web_root: None,
     };
     let forwarder_output = run_steps(&mut report, &mut guard);
@@ -322,7 +326,118 @@ fn run_steps(report: &mut Report, guard: &mut Guard) -> Option<ForwarderOutput> 
         let result = curl(&ns, &url, expected_len);
         report.check(name, result);
     }
+
+    // 7. DNS over UDP through the stack.
+    if !interrupted(report)
+        && report.check(
+            "start dnsmasq on 127.0.0.1:53 in the namespace",
+            start_dns(&ns, guard),
+        )
+    {
+        for server in ["@198.19.0.53", "@fd00::53"] {
+            let result = dig(&ns, server);
+            report.check(&format!("dig {server} example.test"), result);
+        }
+    }
+
+    // 8. ICMP echo answered by the stack.
+    for (name, args) in [
+        (
+            "ping 198.19.0.10",
+            vec!["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.19.0.10"],
+        ),
+        (
+            "ping -6 fd00::10",
+            vec!["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", "fd00::10"],
+        ),
+        (
+            "ping -s 4000 198.19.0.10 (fragmented)",
+            vec!["ping", "-c", "2", "-s", "4000", "-W", "2", "198.19.0.10"],
+        ),
+    ] {
+        if interrupted(report) {
+            break;
+        }
+        report.check(name, ping(&ns, &args));
+    }
     output
+}
+
+/// The name the demo's DNS server answers, and its address.
+const DNS_NAME: &str = "example.test";
+const DNS_ANSWER: &str = "198.18.7.7";
+
+/// Starts dnsmasq on 127.0.0.1:53 inside the namespace, answering [`DNS_NAME`].
+fn start_dns(ns: &str, guard: &mut Guard) -> Result<String, String> {
+    if !tool_exists("dnsmasq") || !tool_exists("dig") {
+        return Err("dnsmasq and dig are needed (apt-get install dnsmasq-base dnsutils)".into());
+    }
+    let pid_file =
+        std::env::temp_dir().join(format!("netstack-demo-dnsmasq-{}.pid", std::process::id()));
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--no-resolv",
+        ])
+        .args([
+            "--no-hosts",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--port=53",
+        ])
+        .arg(format!("--address=/{DNS_NAME}/{DNS_ANSWER}"))
+        .args(["--user=root"])
+        .arg(format!("--pid-file={}", pid_file.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawning dnsmasq: {e}"))?;
+    let pid = child.id();
+    guard.dns = Some(child);
+    // dnsmasq answers as soon as it listens; give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(format!("pid {pid}"))
+}
+
+/// Resolves [`DNS_NAME`] with dig through the stack.
+fn dig(ns: &str, server: &str) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "dig", server, DNS_NAME, "+short", "+time=2", "+tries=2",
+        ])
+        .output()
+        .map_err(|e| format!("running dig: {e}"))?;
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if out.status.success() && answer == DNS_ANSWER {
+        Ok(format!("{DNS_NAME} = {answer}"))
+    } else {
+        Err(format!("dig answered {answer:?} ({})", out.status))
+    }
+}
+
+/// Runs ping inside the namespace and reports its summary line.
+fn ping(ns: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .map_err(|e| format!("running ping: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("no summary")
+        .to_string();
+    if out.status.success() {
+        Ok(summary)
+    } else {
+        Err(summary)
+    }
 }
 
 /// Records an "interrupted" failure if SIGINT arrived; returns whether it did.

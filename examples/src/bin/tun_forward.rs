@@ -13,43 +13,57 @@
 //! Without `--redirect`, a real deployment must keep the forwarder's own outbound sockets off
 //! the TUN route (`SO_MARK` + policy routing, or `SO_BINDTODEVICE`), or they loop back into it.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use clap::Parser;
+use netstack_examples::forward::{Args, IcmpMode};
+use netstack_examples::icmp_forward::forward_icmp;
+use netstack_examples::udp_relay::{relay_udp, UdpRelayLimits, UdpRelayStats};
 use netstack_examples::{relay::relay, tun::Tun, wire::wire};
-use netstack_tokio::StackBuilder;
+use netstack_tokio::{IcmpEchoMode, StackBuilder};
 use tokio::signal::unix::{signal, SignalKind};
-
-/// Command line of `tun_forward`.
-#[derive(Parser, Debug)]
-#[command(about = "Relay every TCP connection arriving on a TUN device")]
-struct Args {
-    /// Name of the TUN device to create or open.
-    #[arg(long)]
-    tun: String,
-    /// MTU of the device and the stack (576..=65535).
-    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=65535))]
-    mtu: u32,
-    /// Relay every flow to this address (keeping the original port) instead of its original
-    /// destination.
-    #[arg(long)]
-    redirect: Option<IpAddr>,
-}
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
     let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
-    let mtu = args.mtu as usize;
-    // Keep at least 16 full segments in flight per direction, so large MTUs keep their speed.
-    let buffer = (16 * mtu).max(256 * 1024);
+    let icmp_echo = match args.icmp {
+        IcmpMode::Reply => IcmpEchoMode::Reply,
+        IcmpMode::Forward => IcmpEchoMode::Deliver,
+    };
     let (stack, listener) = StackBuilder::default()
-        .mtu(mtu)
-        .tcp_rx_buffer(buffer)
-        .tcp_tx_buffer(buffer)
+        .mtu(args.mtu as usize)
+        .tcp_rx_buffer(args.tcp_buffer())
+        .tcp_tx_buffer(args.tcp_buffer())
+        .max_connections(args.max_connections)
+        .icmp_echo(icmp_echo)
         .run();
     let stats = stack.clone();
+    let udp_target = {
+        let args = args.clone();
+        move |dst| args.target(dst)
+    };
+    let limits = UdpRelayLimits {
+        idle_timeout: std::time::Duration::from_secs(args.udp_idle_timeout),
+        max_flows: args.max_udp_flows,
+    };
+    let udp_stats = Arc::new(UdpRelayStats::default());
+    let udp = tokio::spawn(relay_udp(
+        stack.udp_socket()?,
+        udp_target,
+        limits,
+        udp_stats.clone(),
+    ));
+    let icmp = match args.icmp {
+        IcmpMode::Forward => {
+            let args = args.clone();
+            let socket = stack.icmp_socket()?;
+            Some(tokio::spawn(forward_icmp(socket, move |ip| {
+                args.ping_target(ip)
+            })))
+        }
+        IcmpMode::Reply => None,
+    };
     let (pump_in, pump_out) = wire(tun, stack);
     println!("ready");
 
@@ -59,11 +73,7 @@ async fn main() -> std::io::Result<()> {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _peer) = accepted?;
-                let destination = stream.local_addr()?;
-                let target = match args.redirect {
-                    Some(ip) => SocketAddr::new(ip, destination.port()),
-                    None => destination,
-                };
+                let target = args.target(stream.local_addr()?);
                 tokio::spawn(async move {
                     if let Err(e) = relay(stream, target).await {
                         eprintln!("relay to {target}: {e}");
@@ -76,6 +86,11 @@ async fn main() -> std::io::Result<()> {
     }
     pump_in.abort();
     pump_out.abort();
+    udp.abort();
+    if let Some(icmp) = icmp {
+        icmp.abort();
+    }
     eprintln!("{}", stats.stats());
+    eprintln!("{udp_stats}");
     Ok(())
 }

@@ -1,0 +1,353 @@
+//! UDP, ICMP, fragments and filters through the stack, against the Linux kernel as the peer.
+//!
+//! Each test runs in its own network namespace with its own TUN device.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::SinkExt;
+use netstack_tests::fixture::{
+    assert_same_bytes, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
+};
+use netstack_tests::{pattern, run_in_netns, TestNet};
+use netstack_tokio::{
+    Config, IcmpEchoMode, IcmpKind, IpCidr, IpFilter, StackBuilder, UdpSocket as StackUdp,
+};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn net() -> TestNet {
+    TestNet::default()
+}
+
+/// Answers every datagram the stack receives with the same payload, from its destination.
+fn spawn_udp_echo(socket: StackUdp) {
+    tokio::spawn(async move {
+        loop {
+            let d = socket.recv().await;
+            if socket.send_to(&d.payload, d.dst, d.src).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Sends `payload` from a kernel UDP socket to `to` and returns the echo (retrying on loss).
+async fn kernel_udp_round_trip(to: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let bind: SocketAddr = match to.ip() {
+        IpAddr::V4(_) => "0.0.0.0:0".parse().unwrap(),
+        IpAddr::V6(_) => "[::]:0".parse().unwrap(),
+    };
+    let socket = UdpSocket::bind(bind).await.unwrap();
+    socket.connect(to).await.unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for _ in 0..5 {
+        socket.send(payload).await.unwrap();
+        if let Ok(Ok(n)) = timeout(Duration::from_secs(1), socket.recv(&mut buf)).await {
+            return buf[..n].to_vec();
+        }
+    }
+    panic!("no UDP echo from {to}");
+}
+
+#[test]
+fn udp_echo_v4_and_v6_small_and_fragmented() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        spawn_udp_echo(fx.stack.udp_socket().unwrap());
+        timeout(LIMIT, async {
+            for (to, len) in [
+                (SocketAddr::new(STACK_V4.into(), 53), 100),
+                (SocketAddr::new(STACK_V6.into(), 53), 100),
+                // Larger than the MTU: the kernel fragments, the stack reassembles, and the
+                // stack's reply must be fragmented in turn.
+                (SocketAddr::new(STACK_V4.into(), 9000), 8_500),
+                (SocketAddr::new(STACK_V6.into(), 9000), 8_500),
+                (SocketAddr::new(STACK_V4.into(), 9001), 60_000),
+            ] {
+                let payload = pattern(len as u64, len);
+                let echo = kernel_udp_round_trip(to, &payload).await;
+                assert_same_bytes(&echo, &payload, &format!("UDP echo via {to}"));
+            }
+        })
+        .await
+        .expect("timed out");
+        let s = fx.stack.stats();
+        assert!(s.ip.reassembled >= 3, "{s}");
+        assert!(s.ip.fragments_out >= 3 * 6, "{s}");
+        assert_eq!(
+            s.drops.malformed + s.drops.bad_checksum + s.drops.reassembly,
+            0,
+            "{s}"
+        );
+    });
+}
+
+#[test]
+fn many_concurrent_udp_flows() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        spawn_udp_echo(fx.stack.udp_socket().unwrap());
+        let flows: Vec<_> = (0..200u16)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let to = SocketAddr::new(
+                        Ipv4Addr::new(198, 18, 1, (i % 250) as u8).into(),
+                        1000 + i,
+                    );
+                    for round in 0..10u64 {
+                        let payload = pattern(u64::from(i) * 100 + round, 200);
+                        let echo = kernel_udp_round_trip(to, &payload).await;
+                        assert_same_bytes(&echo, &payload, "flow echo");
+                    }
+                })
+            })
+            .collect();
+        timeout(LIMIT, async {
+            for f in flows {
+                f.await.unwrap();
+            }
+        })
+        .await
+        .expect("timed out");
+        assert!(fx.stack.stats().udp.datagrams_in >= 2000);
+    });
+}
+
+fn ping(args: &[&str]) -> bool {
+    let status = Command::new("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "1"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ping is installed (iputils-ping)");
+    status.success()
+}
+
+#[test]
+fn ping_and_ping6_are_answered_by_the_stack() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        let ok = tokio::task::spawn_blocking(|| {
+            ping(&["198.18.0.50"])
+                && ping(&["-6", "fd00::50"])
+                && ping(&["-s", "5000", "198.19.3.3"]) // fragmented both ways
+        })
+        .await
+        .unwrap();
+        assert!(ok, "ping failed: {}", fx.stack.stats());
+        let s = fx.stack.stats();
+        assert_eq!(s.icmp.echo_replies, 6, "{s}");
+    });
+}
+
+#[test]
+fn delivered_echo_requests_are_answered_only_by_the_application() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::default().icmp_echo(IcmpEchoMode::Deliver),
+        );
+        let icmp = fx.stack.icmp_socket().unwrap();
+        // The application answers for 198.18.0.60 only, as a forwarder whose real destination
+        // answered would.
+        tokio::spawn(async move {
+            loop {
+                let m = icmp.recv().await;
+                assert!(matches!(m.kind(), IcmpKind::EchoRequest { .. }));
+                if IpAddr::from(m.dst()) == IpAddr::from(Ipv4Addr::new(198, 18, 0, 60)) {
+                    icmp.reply_echo(&m).unwrap();
+                }
+            }
+        });
+        let (answered, unanswered) =
+            tokio::task::spawn_blocking(|| (ping(&["198.18.0.60"]), ping(&["198.18.0.61"])))
+                .await
+                .unwrap();
+        assert!(answered, "the application's replies must reach ping");
+        assert!(
+            !unanswered,
+            "the stack must not answer on its own in deliver mode"
+        );
+        let s = fx.stack.stats();
+        assert_eq!(s.icmp.delivered, 4, "{s}");
+        assert_eq!(s.icmp.echo_replies, 2, "{s}");
+    });
+}
+
+#[test]
+fn filter_denies_a_destination_and_allows_others() {
+    run_in_netns(net(), 2, |tun| async move {
+        let denied: IpCidr = "198.18.0.70/32".parse().unwrap();
+        let config = Config::default().filter(IpFilter::default().deny(None, Some(denied)));
+        let fx = Fixture::start(tun, StackBuilder::from_config(config));
+        spawn_udp_echo(fx.stack.udp_socket().unwrap());
+        spawn_echo_server(fx.listener);
+        timeout(LIMIT, async {
+            // Allowed: UDP and TCP work.
+            let echo = kernel_udp_round_trip("198.18.0.71:53".parse().unwrap(), b"ok").await;
+            assert_eq!(echo, b"ok");
+            let mut c = TcpStream::connect("198.18.0.71:80").await.unwrap();
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            c.write_all(b"x").await.unwrap();
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).await.unwrap();
+            // Denied: nothing comes back, not even a RST.
+            let s = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+            s.send_to(b"no", "198.18.0.70:53").await.unwrap();
+            let mut buf = [0u8; 16];
+            assert!(timeout(Duration::from_millis(500), s.recv(&mut buf))
+                .await
+                .is_err());
+            assert!(
+                timeout(
+                    Duration::from_millis(500),
+                    TcpStream::connect("198.18.0.70:80")
+                )
+                .await
+                .is_err(),
+                "a filtered SYN must go unanswered"
+            );
+        })
+        .await
+        .expect("timed out");
+        let s = fx.stack.stats();
+        assert!(s.drops.filtered >= 2, "{s}");
+        assert!(
+            !ping(&["198.18.0.70"]),
+            "ICMP to a denied destination is filtered too"
+        );
+    });
+}
+
+/// A UDP packet from `src` to `dst` with a correct checksum.
+fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+        unreachable!()
+    };
+    let udp = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
+    let ip = Ipv4Repr {
+        src_addr: s,
+        dst_addr: d,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + payload.len(),
+        hop_limit: 64,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut buf = vec![0u8; 20 + 8 + payload.len()];
+    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+    ip.emit(&mut p, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(p.payload_mut()),
+        &s.into(),
+        &d.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    buf
+}
+
+#[test]
+fn malformed_udp_and_icmp_are_counted_while_a_live_flow_keeps_working() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        spawn_udp_echo(fx.stack.udp_socket().unwrap());
+        let before = fx.stack.stats();
+        let src: SocketAddr = "198.18.0.1:4444".parse().unwrap();
+        let dst: SocketAddr = "198.18.0.2:53".parse().unwrap();
+        let good = udp_packet(src, dst, b"valid");
+        let mut bad_checksum = good.clone();
+        let last = bad_checksum.len() - 1;
+        bad_checksum[last] ^= 0x01;
+        let mut sink = fx.stack.clone();
+        let mut malformed = 0;
+        for round in 0..10 {
+            // Truncated inside the UDP header, and a length field larger than the packet.
+            for len in 21..28 {
+                let mut p = good[..len].to_vec();
+                let total = len as u16;
+                p[2..4].copy_from_slice(&total.to_be_bytes());
+                let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+                ip.fill_checksum();
+                sink.send(p).await.unwrap();
+                malformed += 1;
+            }
+            sink.send(bad_checksum.clone()).await.unwrap();
+            // ICMP echo request with a wrong checksum.
+            let mut icmp = good.clone();
+            icmp[9] = 1;
+            let mut ip = Ipv4Packet::new_unchecked(&mut icmp[..]);
+            ip.fill_checksum();
+            icmp[20] = 8;
+            sink.send(icmp).await.unwrap();
+            let echo = kernel_udp_round_trip(
+                SocketAddr::new(STACK_V4.into(), 7000 + round),
+                b"still alive",
+            )
+            .await;
+            assert_eq!(echo, b"still alive");
+        }
+        let after = wait_for(&fx.stack, Duration::from_secs(2), |s| {
+            s.drops.bad_checksum - before.drops.bad_checksum >= 20
+        })
+        .await;
+        assert_eq!(after.drops.malformed - before.drops.malformed, malformed);
+        assert_eq!(
+            after.drops.bad_checksum - before.drops.bad_checksum,
+            20,
+            "{after}"
+        );
+    });
+}
+
+#[test]
+fn udp_flood_to_a_slow_reader_keeps_memory_bounded() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::default()
+                .udp_queue(256)
+                .udp_queue_bytes(1 << 20),
+        );
+        let socket = Arc::new(fx.stack.udp_socket().unwrap());
+        // Nobody reads while 20,000 datagrams of 1 KiB arrive for 1,000 ports.
+        let sender = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let payload = vec![7u8; 1024];
+        for i in 0..20_000u32 {
+            let to = SocketAddr::new(
+                Ipv4Addr::new(198, 18, 2, (i % 200) as u8 + 1).into(),
+                2000 + (i % 1000) as u16,
+            );
+            sender.send_to(&payload, to).await.unwrap();
+        }
+        let s = wait_for(&fx.stack, Duration::from_secs(5), |s| {
+            s.udp.datagrams_in + s.drops.udp_queue_full >= 15_000
+        })
+        .await;
+        assert!(s.udp.queued <= 256, "{s}");
+        assert!(s.udp.queued_bytes <= 1 << 20, "{s}");
+        assert!(s.drops.udp_queue_full > 0, "{s}");
+        // The reader catches up, and new datagrams still arrive.
+        let mut drained = 0;
+        while timeout(Duration::from_millis(200), socket.recv())
+            .await
+            .is_ok()
+        {
+            drained += 1;
+        }
+        assert!(drained <= 256);
+        spawn_udp_echo(Arc::into_inner(socket).unwrap());
+        let echo = kernel_udp_round_trip(SocketAddr::new(STACK_V4.into(), 53), b"after").await;
+        assert_eq!(echo, b"after");
+    });
+}
