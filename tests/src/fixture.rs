@@ -32,6 +32,10 @@ pub const STACK_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 /// Decides what the stack receives for each packet read from the TUN device.
 pub type Tap = Box<dyn FnMut(Vec<u8>, &PacketSink) -> Vec<Vec<u8>> + Send>;
 
+/// Decides what the TUN device receives for each packet the stack emits (the packets it
+/// returns are written at once; it may write others later itself).
+pub type OutTap = Box<dyn FnMut(Vec<u8>, &Arc<Tun>) -> Vec<Vec<u8>> + Send>;
+
 /// A running stack wired to a TUN device.
 pub struct Fixture {
     /// The packet side (clone it to inject packets or read counters).
@@ -49,7 +53,18 @@ impl Fixture {
     }
 
     /// Starts a stack whose inbound packets pass through `tap`.
-    pub fn start_with_tap(tun: Arc<Tun>, builder: StackBuilder, mut tap: Tap) -> Fixture {
+    pub fn start_with_tap(tun: Arc<Tun>, builder: StackBuilder, tap: Tap) -> Fixture {
+        Self::start_with_taps(tun, builder, tap, Box::new(|p, _| vec![p]))
+    }
+
+    /// Starts a stack whose inbound packets pass through `tap` and whose outbound packets pass
+    /// through `out_tap`.
+    pub fn start_with_taps(
+        tun: Arc<Tun>,
+        builder: StackBuilder,
+        mut tap: Tap,
+        mut out_tap: OutTap,
+    ) -> Fixture {
         let (stack, runner, listener) = builder.build();
         let runner_polls = Arc::new(AtomicU64::new(0));
         tokio::spawn(CountingRunner {
@@ -74,8 +89,10 @@ impl Fixture {
         });
         tokio::spawn(async move {
             while let Some(packet) = stream.next().await {
-                // The kernel refuses some packets (e.g. to addresses it cannot route): ignore.
-                let _ = tun.send(&packet).await;
+                for packet in out_tap(packet, &tun) {
+                    // The kernel refuses some packets (e.g. to addresses it cannot route): ignore.
+                    let _ = tun.send(&packet).await;
+                }
             }
         });
         Fixture {

@@ -24,6 +24,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub mod fixture;
+pub mod flavors;
+pub mod impair;
+pub mod mem;
+pub mod sim;
 
 pub use netstack_examples::tun::Tun;
 
@@ -150,25 +154,42 @@ where
     Fut: Future<Output = T>,
     T: Send + 'static,
 {
+    let thread_name = format!("netns-{}", net.tun_name);
+    in_new_netns(&thread_name, move || {
+        let mut builder = make_builder();
+        let runtime = builder
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("building the tokio runtime: {e}"));
+        let tun = {
+            let _guard = runtime.enter();
+            Tun::create(&net.tun_name, net.mtu)
+                .unwrap_or_else(|e| panic!("creating TUN device {:?}: {e}", net.tun_name))
+        };
+        configure_kernel_side(&net.tun_name)
+            .unwrap_or_else(|e| panic!("configuring TUN device {:?}: {e}", net.tun_name));
+        let output = runtime.block_on(f(Arc::new(tun)));
+        runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+        output
+    })
+}
+
+/// Runs `f` on a new thread named `thread_name` that first enters a fresh network namespace
+/// ([`enter_new_netns`]); returns `f`'s output and propagates its panics.
+///
+/// `f` must create every executor, thread, TUN device and socket of the test itself (threads
+/// it starts inherit the namespace; threads that existed before do not). For executors other
+/// than tokio's: create the device, then call [`configure_kernel_side`].
+pub fn in_new_netns<T, F>(thread_name: &str, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     let thread = std::thread::Builder::new()
-        .name(format!("netns-{}", net.tun_name))
+        .name(thread_name.to_string())
         .spawn(move || {
             enter_new_netns().unwrap_or_else(|e| panic!("entering a new network namespace: {e}"));
-            let mut builder = make_builder();
-            let runtime = builder
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("building the tokio runtime: {e}"));
-            let tun = {
-                let _guard = runtime.enter();
-                Tun::create(&net.tun_name, net.mtu)
-                    .unwrap_or_else(|e| panic!("creating TUN device {:?}: {e}", net.tun_name))
-            };
-            configure_kernel_side(&net.tun_name)
-                .unwrap_or_else(|e| panic!("configuring TUN device {:?}: {e}", net.tun_name));
-            let output = runtime.block_on(f(Arc::new(tun)));
-            runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
-            output
+            f()
         })
         .expect("spawning the network namespace thread");
     match thread.join() {
@@ -177,8 +198,12 @@ where
     }
 }
 
-/// Gives the kernel its addresses on the TUN link.
-fn configure_kernel_side(dev: &str) -> io::Result<()> {
+/// Gives the kernel its addresses on the TUN link `dev` ([`KERNEL_V4`]`/15`, [`KERNEL_V6`]`/64`)
+/// and brings it up. Call it from the namespace's thread after creating the device.
+///
+/// # Errors
+/// The failing `ip` command.
+pub fn configure_kernel_side(dev: &str) -> io::Result<()> {
     let v4 = format!("{KERNEL_V4}/15");
     let v6 = format!("{KERNEL_V6}/64");
     ip(&["addr", "add", &v4, "dev", dev])?;
@@ -219,26 +244,35 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Builds the workspace binary `tun_forward` once per process and returns
-/// its path.
+/// its path (see [`example_binary`]).
+pub fn tun_forward_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_example("tun_forward")).clone()
+}
+
+/// Builds the workspace binary `tun_forward_smol` (the single-thread smol
+/// forwarder) once per process and returns its path.
+pub fn tun_forward_smol_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| build_example("tun_forward_smol"))
+        .clone()
+}
+
+/// Builds example binary `name` and returns its path.
 ///
-/// Runs `$CARGO build -p netstack-examples --bin tun_forward` (with
+/// Runs `$CARGO build -p netstack-examples --bin NAME` (with
 /// `--release` when this crate is built without debug assertions) in the
 /// workspace root, using the `CARGO` environment variable or `cargo`. The
 /// binary is looked up in `$CARGO_TARGET_DIR` or the workspace's `target/`.
 /// Panics with cargo's output if the build fails.
-pub fn tun_forward_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(build_tun_forward).clone()
-}
-
-/// Implementation of [`tun_forward_binary`].
-fn build_tun_forward() -> PathBuf {
+pub fn build_example(name: &str) -> PathBuf {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let release = !cfg!(debug_assertions);
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args(["build", "-p", "netstack-examples", "--bin", "tun_forward"]);
+        .args(["build", "-p", "netstack-examples", "--bin", name]);
     if release {
         cmd.arg("--release");
     }
@@ -247,7 +281,7 @@ fn build_tun_forward() -> PathBuf {
         .unwrap_or_else(|e| panic!("running {cargo:?} build: {e}"));
     assert!(
         out.status.success(),
-        "building tun_forward failed ({}):\n{}",
+        "building {name} failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
@@ -257,10 +291,10 @@ fn build_tun_forward() -> PathBuf {
     };
     let path = target_dir
         .join(if release { "release" } else { "debug" })
-        .join("tun_forward");
+        .join(name);
     assert!(
         path.is_file(),
-        "tun_forward was built but not found at {}",
+        "{name} was built but not found at {}",
         path.display()
     );
     path
@@ -288,3 +322,8 @@ mod tests {
         assert_eq!(net.tun_name, "tun0");
     }
 }
+
+/// The examples in `docs/flavours.md` compile (this crate depends on every adapter).
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/flavours.md")]
+mod flavours_doc {}

@@ -2,13 +2,23 @@
 //!
 //! * `cargo xtask ci` runs every check CI runs (format, clippy, tests, the
 //!   `no_std` build of `netstack-core`), failing fast.
+//! * `cargo xtask cross` builds the core and both adapters for every
+//!   supported target and prints a target × crate table.
 //! * `cargo xtask demo` runs `tun_forward` in a throw-away network namespace
 //!   and fetches files through it with `curl` over IPv4 and IPv6.
+//! * `cargo xtask fuzz [--seconds N]` runs every fuzz target for N seconds.
+//! * `cargo xtask bench` benchmarks netstack against its peers through a TUN
+//!   device in private network namespaces (see `BENCHMARKS.md`).
 
 #![allow(unsafe_code)]
 
+mod bench;
+mod bench_env;
+mod bench_report;
 mod ci;
+mod cross;
 mod demo;
+mod fuzz;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -35,6 +45,16 @@ enum Command {
     /// server and fetch them through the user-space stack (needs root,
     /// ip, curl, python3).
     Demo,
+    /// Build the libraries for every supported target (rustup target add,
+    /// then cargo build --lib) and print a target × crate table.
+    Cross(cross::CrossArgs),
+    /// Benchmark netstack, its peers and kernel references with iperf3
+    /// through a TUN device in private network namespaces (needs root,
+    /// ip, iperf3).
+    Bench(bench::BenchArgs),
+    /// Run every fuzz target of fuzz/ for a bounded time (cargo-fuzz on
+    /// nightly if available, else the stable driver).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +62,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ci => ci::run(),
         Command::Demo => demo::run(),
+        Command::Cross(args) => cross::run(args),
+        Command::Bench(args) => bench::run_bench(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,334 @@
+//! Deterministic in-memory simulation: a `netstack_core::Stack` (no lock, manual clock, no
+//! executor) and a smoltcp host as its peer, joined by a link that an [`Impairer`] can make
+//! lossy, all under simulated time. The same seed always gives the same run.
+
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+use netstack_core::{Clock, Config, Instant, RunnerStatus, Stack, TcpConnection};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+
+use crate::impair::{Impairer, Impairment};
+
+/// A clock that only moves when the simulation says so (microseconds).
+#[derive(Debug, Default)]
+pub struct ManualClock(Cell<i64>);
+
+impl ManualClock {
+    /// Moves the clock to `t` (never backwards).
+    pub fn set(&self, t: Instant) {
+        self.0.set(self.0.get().max(t.total_micros()));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.0.get())
+    }
+}
+
+/// The stack under simulation.
+pub type SimStack = Stack<NoopRawMutex, ManualClock>;
+/// A connection accepted from a [`SimStack`].
+pub type SimConn = TcpConnection<Rc<SimStack>>;
+
+/// The peer's address on the simulated link.
+pub const PEER_ADDR: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+/// The destination the peer connects to (any address works: the stack accepts them all).
+pub const TARGET_ADDR: Ipv4Address = Ipv4Address::new(93, 184, 216, 34);
+
+/// A waker-less context: the simulation polls everything on every step.
+pub fn noop_cx() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+/// The peer's device.
+#[derive(Default)]
+struct Wire {
+    rx: VecDeque<Vec<u8>>,
+    tx: VecDeque<Vec<u8>>,
+}
+
+struct Rx(Vec<u8>);
+struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut p = vec![0u8; len];
+        let r = f(&mut p);
+        self.0.push_back(p);
+        r
+    }
+}
+
+impl phy::Device for Wire {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
+        let p = self.rx.pop_front()?;
+        Some((Rx(p), Tx(&mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx(&mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ip;
+        caps.max_transmission_unit = 1500;
+        caps
+    }
+}
+
+/// One direction of the simulated link: packets in flight, ordered by arrival time.
+struct Lane {
+    impairer: Option<Impairer>,
+    in_flight: BinaryHeap<Reverse<(i64, u64, Vec<u8>)>>,
+    sent: u64,
+}
+
+impl Lane {
+    fn new(impairment: Option<Impairment>) -> Self {
+        Lane {
+            impairer: impairment.map(Impairer::new),
+            in_flight: BinaryHeap::new(),
+            sent: 0,
+        }
+    }
+
+    fn send(&mut self, now: Instant, packet: Vec<u8>) {
+        let copies = match &mut self.impairer {
+            Some(imp) => imp.decide(packet),
+            None => vec![(Duration::ZERO, packet)],
+        };
+        for (delay, p) in copies {
+            let at = now.total_micros() + delay.as_micros() as i64;
+            self.sent += 1;
+            self.in_flight.push(Reverse((at, self.sent, p)));
+        }
+    }
+
+    fn due(&mut self, now: Instant) -> Option<Vec<u8>> {
+        match self.in_flight.peek() {
+            Some(Reverse((at, _, _))) if *at <= now.total_micros() => {
+                self.in_flight.pop().map(|Reverse((_, _, p))| p)
+            }
+            _ => None,
+        }
+    }
+
+    fn next_arrival(&self) -> Option<Instant> {
+        self.in_flight
+            .peek()
+            .map(|Reverse((at, _, _))| Instant::from_micros(*at))
+    }
+}
+
+/// A stack, a smoltcp peer and the link between them.
+pub struct Sim {
+    /// The stack under test.
+    pub stack: Rc<SimStack>,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    wire: Wire,
+    up: Lane,
+    down: Lane,
+    /// The runner's last answer.
+    pub last_status: Option<RunnerStatus>,
+    /// Packets the stack refused because its ingress queue was full.
+    pub refused: u64,
+    /// While set, everything the stack emits is lost (the peer went silent).
+    pub blackhole_down: bool,
+}
+
+impl Sim {
+    /// A simulation of a stack with `config`, over a link impaired by `impairment` (both
+    /// directions; the stack → peer direction uses the seed + 1).
+    pub fn new(config: Config, impairment: Option<Impairment>) -> Sim {
+        let stack = Rc::new(SimStack::new(config, ManualClock::default()));
+        let mut wire = Wire::default();
+        let mut iface = Interface::new(
+            IfaceConfig::new(HardwareAddress::Ip),
+            &mut wire,
+            Instant::ZERO,
+        );
+        iface.update_ip_addrs(|a| {
+            a.push(IpCidr::new(IpAddress::Ipv4(PEER_ADDR), 8))
+                .expect("one address fits");
+        });
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(Ipv4Address::new(10, 0, 0, 254))
+            .expect("one route fits");
+        Sim {
+            stack,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            wire,
+            up: Lane::new(impairment),
+            down: Lane::new(impairment.map(|i| Impairment {
+                seed: i.seed.wrapping_add(1),
+                ..i
+            })),
+            last_status: None,
+            refused: 0,
+            blackhole_down: false,
+        }
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> Instant {
+        self.stack.clock().now()
+    }
+
+    /// Opens a peer connection from `PEER_ADDR:port` to `TARGET_ADDR:target_port` with
+    /// `buffer` bytes of buffers each way.
+    pub fn connect(&mut self, port: u16, target_port: u16, buffer: usize) -> SocketHandle {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buffer]),
+            tcp::SocketBuffer::new(vec![0; buffer]),
+        );
+        s.set_ack_delay(None);
+        s.connect(
+            self.iface.context(),
+            IpEndpoint::new(IpAddress::Ipv4(TARGET_ADDR), target_port),
+            port,
+        )
+        .expect("peer connect");
+        self.sockets.add(s)
+    }
+
+    /// A peer socket.
+    pub fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    /// Takes the next accepted connection, if any.
+    pub fn accept(&self) -> Option<SimConn> {
+        match SimStack::poll_accept(&self.stack, &mut noop_cx()) {
+            Poll::Ready(c) => Some(c),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Injects a raw packet into the stack, bypassing the link.
+    pub fn inject(&mut self, packet: Vec<u8>) {
+        if self.stack.push_ingress(packet).is_err() {
+            self.refused += 1;
+        }
+    }
+
+    /// Drops every packet in flight in both directions (a link outage).
+    pub fn cut(&mut self) {
+        self.up.in_flight.clear();
+        self.down.in_flight.clear();
+        self.wire.rx.clear();
+        self.wire.tx.clear();
+    }
+
+    /// Packets the stack emitted and the link lost so far, both directions.
+    pub fn link_stats(&self) -> [Option<crate::impair::ImpairStats>; 2] {
+        [
+            self.up.impairer.as_ref().map(|i| i.stats),
+            self.down.impairer.as_ref().map(|i| i.stats),
+        ]
+    }
+
+    /// One step at the current time: the peer runs, packets due cross the link, the stack
+    /// runs. Returns whether any packet moved.
+    pub fn step(&mut self) -> bool {
+        let now = self.now();
+        let mut moved = false;
+        self.iface.poll(now, &mut self.wire, &mut self.sockets);
+        while let Some(p) = self.wire.tx.pop_front() {
+            self.up.send(now, p);
+            moved = true;
+        }
+        while let Some(p) = self.up.due(now) {
+            if self.stack.push_ingress(p).is_err() {
+                self.refused += 1;
+            }
+            moved = true;
+        }
+        let mut cx = noop_cx();
+        loop {
+            let status = self.stack.poll_runner(&mut cx);
+            self.last_status = Some(status);
+            let mut out = 0;
+            while let Poll::Ready(p) = self.stack.poll_egress(&mut cx) {
+                if !self.blackhole_down {
+                    self.down.send(now, p);
+                }
+                out += 1;
+            }
+            moved |= out > 0;
+            if !status.more && out == 0 {
+                break;
+            }
+        }
+        while let Some(p) = self.down.due(now) {
+            self.wire.rx.push_back(p);
+            moved = true;
+        }
+        moved
+    }
+
+    /// The next time something is scheduled: a packet arrives, the stack's or the peer's
+    /// timer fires.
+    fn next_event(&mut self) -> Option<Instant> {
+        let now = self.now();
+        [
+            self.up.next_arrival(),
+            self.down.next_arrival(),
+            self.last_status.and_then(|s| s.deadline),
+            self.iface.poll_at(now, &self.sockets),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs steps, calling `app` after each, until `app` returns true or `limit` of simulated
+    /// time passed. Time jumps to the next event when nothing moved (at least 100 µs, at most
+    /// `idle_step`). Returns whether `app` returned true.
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        idle_step: Duration,
+        mut app: impl FnMut(&mut Sim) -> bool,
+    ) -> bool {
+        let end = self.now() + netstack_core::Duration::from_micros(limit.as_micros() as u64);
+        while self.now() < end {
+            let moved = self.step();
+            if app(self) {
+                return true;
+            }
+            let now = self.now();
+            let min = now + netstack_core::Duration::from_micros(100);
+            let max = now + netstack_core::Duration::from_micros(idle_step.as_micros() as u64);
+            let next = if moved {
+                min
+            } else {
+                self.next_event().unwrap_or(max).clamp(min, max)
+            };
+            self.stack.clock().set(next);
+        }
+        false
+    }
+}

@@ -1,0 +1,680 @@
+//! `cargo xtask bench`: throughput, CPU, memory and connection-rate benchmark of netstack
+//! against its peers, through a TUN device, inside private network namespaces.
+//!
+//! Every TUN subject gets a fresh namespace per cell (MTU × test): the subject creates `tun0`,
+//! the kernel gets `198.18.0.1/15` on it, an `iperf3` client connects to `198.19.0.10:5201`, the
+//! subject terminates TCP and relays (same glue for every subject) to the `iperf3` server on
+//! `127.0.0.1:5201` in the same namespace. References: the same relay on a kernel socket (the
+//! ceiling), a packet copier between two TUN devices in two namespaces (the floor) and kernel
+//! loopback. See `BENCHMARKS.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::bench_env::{
+    cpu_seconds, exec_in_bounded, install_sigint_handler, ip, raise_nofile, run_output, status_kib,
+    Sandbox, INTERRUPTED,
+};
+use crate::bench_report::{
+    self, Cell, Direction, IdleResult, RateResult, Results, Subject, SubjectKind,
+};
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Seconds per iperf3 run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Runs per cell (median and spread are taken over them).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// One run of 2 s per cell, shorter rate test, fewer idle connections.
+    #[arg(long)]
+    quick: bool,
+    /// Only run subjects whose key contains one of these (comma-separated keys: netstack,
+    /// netstack-smoltcp, ipstack, kernel-relay, tun-floor, loopback).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// MTUs to test.
+    #[arg(long, value_delimiter = ',', default_values_t = [1500u32, 65000])]
+    mtu: Vec<u32>,
+    /// Idle connections for the idle test (default: 10000 if `tun_forward` has
+    /// `--max-connections`, else 4000, under the stack's default cap of 4096).
+    #[arg(long)]
+    idle: Option<usize>,
+    /// Skip the connection-rate and idle-connection tests.
+    #[arg(long)]
+    no_conn_tests: bool,
+}
+
+/// Port of the iperf3 server in every namespace.
+const IPERF_PORT: u16 = 5201;
+/// Port of the kernel relay.
+const RELAY_PORT: u16 = 5202;
+/// Port of the echo server of the connection tests.
+const ECHO_PORT: u16 = 7000;
+/// Port of the kernel relay in front of the echo server.
+const ECHO_RELAY_PORT: u16 = 7001;
+/// How long a subject may take to print `ready`.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The subjects, in table order.
+fn subjects(release: &Path) -> Vec<Subject> {
+    let tun = |key, name, bin: &str| Subject {
+        key,
+        name,
+        kind: SubjectKind::Tun(release.join(bin)),
+    };
+    vec![
+        Subject {
+            key: "kernel-relay",
+            name: "kernel-terminated relay (ceiling)",
+            kind: SubjectKind::KernelRelay(release.join("kernel_relay")),
+        },
+        tun("netstack", "netstack (tun_forward)", "tun_forward"),
+        tun(
+            "netstack-smoltcp",
+            "netstack-smoltcp 0.2.4",
+            "fwd_netstack_smoltcp",
+        ),
+        tun("ipstack", "ipstack 1.0.1", "fwd_ipstack"),
+        Subject {
+            key: "tun-floor",
+            name: "TUN floor (2 TUN legs, no TCP)",
+            kind: SubjectKind::Floor(release.join("tun_floor")),
+        },
+        Subject {
+            key: "loopback",
+            name: "kernel loopback (direct)",
+            kind: SubjectKind::Loopback,
+        },
+    ]
+}
+
+/// Runs the benchmark.
+pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
+    if !super::is_root() {
+        return Err("`cargo xtask bench` must run as root (network namespaces, TUN)".into());
+    }
+    if args.quick {
+        args.seconds = 2;
+        args.runs = 1;
+    }
+    ensure_tools()?;
+    let nofile = raise_nofile()?;
+    eprintln!("==> open-file limit: {nofile}");
+    install_sigint_handler();
+    let release = build()?;
+    let out_dir = super::target_dir().join("bench");
+    let log_dir = out_dir.join("logs");
+    // Logs of an earlier run would be confusing next to this one's.
+    let _ = std::fs::remove_dir_all(&log_dir);
+    std::fs::create_dir_all(&log_dir)
+        .map_err(|e| format!("creating {}: {e}", log_dir.display()))?;
+
+    let max_conn_flag = has_flag(&release.join("tun_forward"), "--max-connections");
+    let idle = args.idle.unwrap_or(match (max_conn_flag, args.quick) {
+        (true, false) => 10_000,
+        (true, true) => 2_000,
+        (false, _) => 4_000,
+    });
+
+    let mut results = Results {
+        machine: machine_description(),
+        command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+        seconds: args.seconds,
+        runs: args.runs,
+        mtus: args.mtu.clone(),
+        ..Results::default()
+    };
+    let all = subjects(&release);
+    let selected: Vec<&Subject> = all
+        .iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.key))
+        .collect();
+
+    let mut sandbox = Sandbox::new(&log_dir);
+    for subject in &selected {
+        for &mtu in &args.mtu {
+            for direction in Direction::ALL {
+                check_interrupted()?;
+                eprintln!(
+                    "==> {} | MTU {mtu} | {} | {} x {} s",
+                    subject.name,
+                    direction.label(),
+                    args.runs,
+                    args.seconds
+                );
+                let cell = match throughput_cell(&mut sandbox, subject, mtu, direction, &args) {
+                    Ok(cell) => cell,
+                    Err(e) => Cell::failed(subject.key, mtu, direction, e),
+                };
+                sandbox.clear();
+                eprintln!("    {}", cell.summary());
+                results.cells.push(cell);
+            }
+        }
+    }
+
+    if !args.no_conn_tests {
+        let rate_seconds = if args.quick { 2.0 } else { 5.0 };
+        for subject in &selected {
+            if matches!(subject.kind, SubjectKind::Floor(_) | SubjectKind::Loopback) {
+                continue;
+            }
+            for concurrency in [1usize, 32] {
+                check_interrupted()?;
+                eprintln!(
+                    "==> {} | connection rate, {concurrency} at a time, {rate_seconds} s",
+                    subject.name
+                );
+                let r = connection_rate(&mut sandbox, subject, concurrency, rate_seconds, &release)
+                    .unwrap_or_else(|e| RateResult {
+                        subject: subject.key.to_string(),
+                        concurrency,
+                        per_second: None,
+                        errors: 0,
+                        note: e,
+                    });
+                sandbox.clear();
+                eprintln!("    {r:?}");
+                results.rates.push(r);
+            }
+        }
+        if let Some(subject) = selected.iter().find(|s| s.key == "netstack") {
+            check_interrupted()?;
+            eprintln!(
+                "==> {} | {idle} idle connections + bulk upload",
+                subject.name
+            );
+            let r = idle_test(&mut sandbox, subject, idle, max_conn_flag, &args, &release)
+                .unwrap_or_else(|e| IdleResult {
+                    subject: subject.key.to_string(),
+                    requested: idle,
+                    note: e,
+                    ..IdleResult::default()
+                });
+            sandbox.clear();
+            eprintln!("    {r:?}");
+            results.idle = Some(r);
+        }
+    }
+    drop(sandbox);
+
+    let markdown = bench_report::markdown(&results, &all);
+    println!("{markdown}");
+    let write = |name: &str, text: &str| {
+        let path = out_dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+        Ok::<(), String>(())
+    };
+    write("results.md", &markdown)?;
+    write("results.json", &bench_report::json(&results))?;
+    write("throughput.svg", &bench_report::svg(&results, &all))?;
+    Ok(())
+}
+
+/// Fails if Ctrl-C was pressed.
+fn check_interrupted() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted (namespaces and processes removed)".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks for `ip` and `iperf3`, installing iperf3 with apt-get if missing.
+fn ensure_tools() -> Result<(), String> {
+    if run_output("ip", &["-V"]).is_err() {
+        return Err("`ip` (iproute2) not found".into());
+    }
+    if run_output("iperf3", &["--version"]).is_err() {
+        eprintln!("==> iperf3 missing: apt-get install -y iperf3");
+        let status = Command::new("apt-get")
+            .args(["install", "-y", "iperf3"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("running apt-get: {e}"))?;
+        if !status.success() {
+            return Err("apt-get install -y iperf3 failed".into());
+        }
+    }
+    Ok(())
+}
+
+/// Builds `tun_forward` and the bench binaries (release); returns the release directory.
+fn build() -> Result<PathBuf, String> {
+    let builds: [&[&str]; 2] = [
+        &[
+            "build",
+            "--release",
+            "-p",
+            "netstack-examples",
+            "--bin",
+            "tun_forward",
+        ],
+        &["build", "--release", "-p", "netstack-bench", "--bins"],
+    ];
+    for args in builds {
+        eprintln!("==> cargo {}", args.join(" "));
+        let status = Command::new(super::cargo())
+            .args(args)
+            .current_dir(super::workspace_root())
+            .status()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("cargo build failed ({status})"));
+        }
+    }
+    let release = super::target_dir().join("release");
+    for bin in [
+        "tun_forward",
+        "fwd_netstack_smoltcp",
+        "fwd_ipstack",
+        "kernel_relay",
+        "tun_floor",
+        "connload",
+    ] {
+        if !release.join(bin).is_file() {
+            return Err(format!(
+                "built, but {} is missing",
+                release.join(bin).display()
+            ));
+        }
+    }
+    Ok(release)
+}
+
+/// Whether `binary --help` mentions `flag`.
+fn has_flag(binary: &Path, flag: &str) -> bool {
+    Command::new(binary)
+        .arg("--help")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+        .unwrap_or(false)
+}
+
+/// `nproc`, `lscpu | head`, `uname -r`, iperf3 version and load average.
+fn machine_description() -> String {
+    let sh = |cmd: &str| {
+        Command::new("sh")
+            .args(["-c", cmd])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim_end().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "nproc: {}\nkernel: {}\n{}\nload average at start: {}\n{}",
+        sh("nproc"),
+        sh("uname -r"),
+        sh("iperf3 --version | head -1"),
+        sh("cut -d' ' -f1-3 /proc/loadavg"),
+        sh("lscpu | head -15"),
+    )
+}
+
+/// Where the iperf3 client runs and what it connects to.
+struct Path2 {
+    /// Namespace of the client.
+    client_ns: String,
+    /// Server address.
+    host: String,
+    /// Server port.
+    port: u16,
+    /// The measured relay process, if any (index in the sandbox).
+    relay: Option<usize>,
+}
+
+/// Sets up `subject` at `mtu` for an iperf3 test; returns the client's path.
+fn setup(sandbox: &mut Sandbox, subject: &Subject, mtu: u32) -> Result<Path2, String> {
+    let ns = sandbox.netns()?;
+    let iperf = |sandbox: &mut Sandbox, ns: &str, bind: &str| {
+        let args = ["-s", "-B", bind, "-p", &IPERF_PORT.to_string()].map(String::from);
+        sandbox.spawn(ns, "iperf3-server", Path::new("iperf3"), &args)
+    };
+    match &subject.kind {
+        SubjectKind::Tun(binary) => {
+            iperf(sandbox, &ns, "127.0.0.1")?;
+            let args = [
+                "--tun",
+                "tun0",
+                "--mtu",
+                &mtu.to_string(),
+                "--redirect",
+                "127.0.0.1",
+            ];
+            let relay = start_ready(sandbox, &ns, subject.key, binary, &args.map(String::from))?;
+            ip(&ns, &["addr", "add", "198.18.0.1/15", "dev", "tun0"])?;
+            ip(&ns, &["link", "set", "tun0", "up"])?;
+            Ok(Path2 {
+                client_ns: ns,
+                host: "198.19.0.10".into(),
+                port: IPERF_PORT,
+                relay: Some(relay),
+            })
+        }
+        SubjectKind::KernelRelay(binary) => {
+            ip(&ns, &["link", "set", "lo", "mtu", &mtu.to_string()])?;
+            iperf(sandbox, &ns, "127.0.0.1")?;
+            let args = [
+                "--listen".to_string(),
+                format!("127.0.0.1:{RELAY_PORT}"),
+                "--target".to_string(),
+                format!("127.0.0.1:{IPERF_PORT}"),
+            ];
+            let relay = start_ready(sandbox, &ns, subject.key, binary, &args)?;
+            Ok(Path2 {
+                client_ns: ns,
+                host: "127.0.0.1".into(),
+                port: RELAY_PORT,
+                relay: Some(relay),
+            })
+        }
+        SubjectKind::Loopback => {
+            ip(&ns, &["link", "set", "lo", "mtu", &mtu.to_string()])?;
+            iperf(sandbox, &ns, "127.0.0.1")?;
+            Ok(Path2 {
+                client_ns: ns,
+                host: "127.0.0.1".into(),
+                port: IPERF_PORT,
+                relay: None,
+            })
+        }
+        SubjectKind::Floor(binary) => {
+            // Client namespace `ns` (tfa, 198.18.0.1/24) ↔ tun_floor ↔ server namespace (tfb,
+            // 198.18.1.1/24). Both devices are created in `ns`; tfb is then moved.
+            let server_ns = sandbox.netns()?;
+            let args = ["--tun-a", "tfa", "--tun-b", "tfb"].map(String::from);
+            let relay = start_ready(sandbox, &ns, subject.key, binary, &args)?;
+            let m = mtu.to_string();
+            ip(&ns, &["link", "set", "tfb", "netns", &server_ns])?;
+            ip(&ns, &["link", "set", "tfa", "mtu", &m, "up"])?;
+            ip(&ns, &["addr", "add", "198.18.0.1/24", "dev", "tfa"])?;
+            ip(&ns, &["route", "add", "198.18.1.0/24", "dev", "tfa"])?;
+            ip(&server_ns, &["link", "set", "tfb", "mtu", &m, "up"])?;
+            ip(&server_ns, &["addr", "add", "198.18.1.1/24", "dev", "tfb"])?;
+            ip(&server_ns, &["route", "add", "198.18.0.0/24", "dev", "tfb"])?;
+            iperf(sandbox, &server_ns, "198.18.1.1")?;
+            Ok(Path2 {
+                client_ns: ns,
+                host: "198.18.1.1".into(),
+                port: IPERF_PORT,
+                relay: Some(relay),
+            })
+        }
+    }
+}
+
+/// Starts a subject and waits for its `ready` line; returns its sandbox index.
+fn start_ready(
+    sandbox: &mut Sandbox,
+    ns: &str,
+    name: &str,
+    binary: &Path,
+    args: &[String],
+) -> Result<usize, String> {
+    let index = sandbox.spawn(ns, name, binary, args)?;
+    sandbox
+        .proc(index)
+        .wait_line(READY_TIMEOUT, |l| l == "ready")?;
+    Ok(index)
+}
+
+/// One iperf3 run: (bits per second received, bytes received, sender retransmissions).
+fn iperf_run(
+    path: &Path2,
+    direction: Direction,
+    seconds: u64,
+) -> Result<(f64, u64, Option<u64>), String> {
+    let mut args = vec![
+        "-c".to_string(),
+        path.host.clone(),
+        "-p".to_string(),
+        path.port.to_string(),
+        "-t".to_string(),
+        seconds.to_string(),
+        "-J".to_string(),
+    ];
+    match direction {
+        Direction::Up => {}
+        Direction::Down => args.push("-R".into()),
+        Direction::Parallel8 => args.extend(["-P".to_string(), "8".to_string()]),
+    }
+    let limit = Duration::from_secs(seconds + 30);
+    let mut last_error = String::new();
+    // The server may need a moment to listen: retry "connection refused" a few times.
+    for attempt in 0..5 {
+        let (_ok, stdout, stderr) = exec_in_bounded(&path.client_ns, "iperf3", &args, limit)?;
+        let json: Value = match serde_json::from_str(&stdout) {
+            Ok(v) => v,
+            Err(e) => return Err(format!("iperf3 output is not JSON ({e}): {stderr}")),
+        };
+        if let Some(error) = json.get("error").and_then(Value::as_str) {
+            last_error = error.to_string();
+            if error.contains("unable to connect") && attempt < 4 {
+                std::thread::sleep(Duration::from_millis(300));
+                continue;
+            }
+            return Err(format!("iperf3: {error}"));
+        }
+        let end = &json["end"];
+        let bps = end["sum_received"]["bits_per_second"]
+            .as_f64()
+            .ok_or("iperf3 JSON lacks end.sum_received.bits_per_second")?;
+        let bytes = end["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        let retransmits = end["sum_sent"]["retransmits"].as_u64();
+        return Ok((bps, bytes, retransmits));
+    }
+    Err(format!("iperf3: {last_error}"))
+}
+
+/// Measures one cell: `args.runs` iperf3 runs of `subject` at `mtu` in `direction`.
+fn throughput_cell(
+    sandbox: &mut Sandbox,
+    subject: &Subject,
+    mtu: u32,
+    direction: Direction,
+    args: &BenchArgs,
+) -> Result<Cell, String> {
+    let path = setup(sandbox, subject, mtu)?;
+    let pid = path.relay.map(|i| sandbox.proc(i).pid());
+    let mut cell = Cell::new(subject.key, mtu, direction);
+    let mut cpu = 0.0;
+    let mut bytes = 0u64;
+    for _ in 0..args.runs {
+        check_interrupted()?;
+        let before = pid.and_then(cpu_seconds);
+        let (bps, moved, retransmits) = iperf_run(&path, direction, args.seconds)?;
+        let after = pid.and_then(cpu_seconds);
+        if let (Some(b), Some(a)) = (before, after) {
+            cpu += a - b;
+        }
+        bytes += moved;
+        cell.gbps.push(bps / 1e9);
+        cell.retransmits.push(retransmits);
+        if bps < 1e7 {
+            cell.note = "a run moved (almost) no data: the connection stalled".into();
+        }
+    }
+    if let Some(pid) = pid {
+        if bytes > 0 {
+            cell.cpu_s_per_gb = Some(cpu / (bytes as f64 / 1e9));
+        }
+        cell.peak_rss_kib = status_kib(pid, "VmHWM");
+        if cell.peak_rss_kib.is_none() {
+            cell.note = "the relay process exited during the test".into();
+        }
+    }
+    Ok(cell)
+}
+
+/// Sets up `subject` in front of an echo server; returns (namespace, base address, port, relay
+/// index).
+fn setup_echo(
+    sandbox: &mut Sandbox,
+    subject: &Subject,
+    release: &Path,
+    extra: &[String],
+) -> Result<(String, &'static str, u16, usize), String> {
+    let ns = sandbox.netns()?;
+    // The client rotates destinations; the relay's upstream side may reuse TIME-WAIT ports.
+    let _ = crate::bench_env::exec_in(&ns, "sysctl", &["-q", "-w", "net.ipv4.tcp_tw_reuse=1"]);
+    let _ = crate::bench_env::exec_in(
+        &ns,
+        "sysctl",
+        &["-q", "-w", "net.ipv4.ip_local_port_range=1024 65000"],
+    );
+    let echo_args = [
+        "serve".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{ECHO_PORT}"),
+    ];
+    start_ready(
+        sandbox,
+        &ns,
+        "echo-server",
+        &release.join("connload"),
+        &echo_args,
+    )?;
+    match &subject.kind {
+        SubjectKind::Tun(binary) => {
+            let mut args: Vec<String> =
+                ["--tun", "tun0", "--mtu", "1500", "--redirect", "127.0.0.1"]
+                    .map(String::from)
+                    .to_vec();
+            args.extend_from_slice(extra);
+            let relay = start_ready(sandbox, &ns, subject.key, binary, &args)?;
+            ip(&ns, &["addr", "add", "198.18.0.1/15", "dev", "tun0"])?;
+            ip(&ns, &["link", "set", "tun0", "up"])?;
+            Ok((ns, "198.19.0.0", ECHO_PORT, relay))
+        }
+        SubjectKind::KernelRelay(binary) => {
+            let args = [
+                "--listen".to_string(),
+                format!("0.0.0.0:{ECHO_RELAY_PORT}"),
+                "--target".to_string(),
+                format!("127.0.0.1:{ECHO_PORT}"),
+            ];
+            let relay = start_ready(sandbox, &ns, subject.key, binary, &args)?;
+            Ok((ns, "127.0.0.0", ECHO_RELAY_PORT, relay))
+        }
+        _ => Err("no connection test for this subject".into()),
+    }
+}
+
+/// Short connections per second through `subject` (MTU 1500).
+fn connection_rate(
+    sandbox: &mut Sandbox,
+    subject: &Subject,
+    concurrency: usize,
+    seconds: f64,
+    release: &Path,
+) -> Result<RateResult, String> {
+    let (ns, base, port, relay) = setup_echo(sandbox, subject, release, &[])?;
+    let args = [
+        "rate".to_string(),
+        "--base".into(),
+        base.into(),
+        "--port".into(),
+        port.to_string(),
+        "--seconds".into(),
+        seconds.to_string(),
+        "--concurrency".into(),
+        concurrency.to_string(),
+    ];
+    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let binary = release.join("connload");
+    let (_ok, out, err) = exec_in_bounded(&ns, &binary.to_string_lossy(), &args, limit)?;
+    let field = |name: &str| {
+        out.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let (Some(ok), Some(errors), Some(secs)) =
+        (field("connections"), field("errors"), field("seconds"))
+    else {
+        return Err(format!("connload rate: unexpected output {out:?} {err}"));
+    };
+    let rss = status_kib(sandbox.proc(relay).pid(), "VmHWM");
+    Ok(RateResult {
+        subject: subject.key.to_string(),
+        concurrency,
+        per_second: Some(ok / secs),
+        errors: errors as u64,
+        note: rss
+            .map(|k| format!("peak RSS {:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_default(),
+    })
+}
+
+/// Bulk upload with `count` idle connections open through `subject` (MTU 1500).
+fn idle_test(
+    sandbox: &mut Sandbox,
+    subject: &Subject,
+    count: usize,
+    max_conn_flag: bool,
+    args: &BenchArgs,
+    release: &Path,
+) -> Result<IdleResult, String> {
+    let extra = if max_conn_flag {
+        vec!["--max-connections".to_string(), (count + 256).to_string()]
+    } else {
+        Vec::new()
+    };
+    let (ns, _, _, relay) = setup_echo(sandbox, subject, release, &extra)?;
+    let iperf_args = ["-s", "-B", "127.0.0.1", "-p", &IPERF_PORT.to_string()].map(String::from);
+    sandbox.spawn(&ns, "iperf3-server", Path::new("iperf3"), &iperf_args)?;
+    let pid = sandbox.proc(relay).pid();
+    let mut result = IdleResult {
+        subject: subject.key.to_string(),
+        requested: count,
+        rss_before_kib: status_kib(pid, "VmRSS"),
+        ..IdleResult::default()
+    };
+    let hold_seconds = 120 + args.runs as u64 * (args.seconds + 5);
+    let hold_args = [
+        "hold".to_string(),
+        "--target".into(),
+        format!("198.19.0.20:{ECHO_PORT}"),
+        "--count".into(),
+        count.to_string(),
+        "--seconds".into(),
+        hold_seconds.to_string(),
+    ];
+    let holder = sandbox.spawn(&ns, "connload-hold", &release.join("connload"), &hold_args)?;
+    let line = sandbox
+        .proc(holder)
+        .wait_line(Duration::from_secs(120), |l| l.starts_with("held "))?;
+    let nums: Vec<usize> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    result.held = nums.first().copied().unwrap_or(0);
+    result.failed = nums.get(1).copied().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(500));
+    result.rss_idle_kib = status_kib(pid, "VmRSS");
+    let path = Path2 {
+        client_ns: ns,
+        host: "198.19.0.10".into(),
+        port: IPERF_PORT,
+        relay: Some(relay),
+    };
+    for _ in 0..args.runs {
+        check_interrupted()?;
+        let (bps, _, _) = iperf_run(&path, Direction::Up, args.seconds)?;
+        result.gbps.push(bps / 1e9);
+    }
+    result.peak_rss_kib = status_kib(pid, "VmHWM");
+    if !max_conn_flag {
+        result.note = "tun_forward has no --max-connections flag: limited by the default cap \
+                       of 4096"
+            .into();
+    }
+    Ok(result)
+}
