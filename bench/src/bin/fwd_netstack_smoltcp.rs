@@ -1,0 +1,76 @@
+//! `fwd_netstack_smoltcp`: `tun_forward` over netstack-smoltcp 0.2.4 (a benchmark subject).
+//!
+//! ```text
+//! fwd_netstack_smoltcp --tun NAME [--mtu N] [--redirect IP]
+//! ```
+//!
+//! Same command line, TUN device and relay glue as `tun_forward`; only the stack differs. The
+//! stack uses the crate's defaults except the MTU. Prints `ready` once the device exists.
+
+use std::sync::Arc;
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
+use netstack_bench::relay::relay_to;
+use netstack_examples::tun::Tun;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = ForwarderArgs::parse();
+    let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
+    let (stack, runner, _udp, listener) = netstack_smoltcp::StackBuilder::default()
+        .enable_tcp(true)
+        .mtu(args.mtu as usize)
+        .build()?;
+    let mut listener = listener.expect("TCP is enabled");
+    if let Some(runner) = runner {
+        tokio::spawn(runner);
+    }
+    let (mut stack_sink, mut stack_stream) = stack.split();
+
+    let reader = tun.clone();
+    let inbound = tokio::spawn(async move {
+        let capacity = reader.mtu() as usize + 64;
+        loop {
+            let mut buf = vec![0u8; capacity];
+            let n = match reader.recv(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    eprintln!("tun read: {e}");
+                    return;
+                }
+            };
+            buf.truncate(n);
+            if let Err(e) = stack_sink.send(buf).await {
+                eprintln!("stack refused a packet: {e}");
+            }
+        }
+    });
+    let writer = tun.clone();
+    let outbound = tokio::spawn(async move {
+        while let Some(packet) = stack_stream.next().await {
+            let Ok(packet) = packet else { continue };
+            let _ = writer.send(&packet).await;
+        }
+    });
+    println!("ready");
+
+    let accept = async {
+        while let Some((stream, _client, destination)) = listener.next().await {
+            let target = args.target(destination);
+            tokio::spawn(async move {
+                if let Err(e) = relay_to(stream, target).await {
+                    eprintln!("relay to {target}: {e}");
+                }
+            });
+        }
+    };
+    tokio::select! {
+        () = accept => {}
+        r = shutdown_signal() => r?,
+    }
+    inbound.abort();
+    outbound.abort();
+    Ok(())
+}

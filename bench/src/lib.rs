@@ -1,0 +1,15 @@
+//! Benchmark-only helpers for `cargo xtask bench`.
+//!
+//! This crate is a workspace member that no library depends on. It holds the subjects and load
+//! generators the benchmark drives, all sharing the same relay glue ([`relay::relay_to`]) so that
+//! only the TCP termination differs between subjects:
+//!
+//! * `fwd_netstack_smoltcp`, `fwd_ipstack`: forwarders with `tun_forward`'s command line over the
+//!   peer stacks netstack-smoltcp 0.2.4 and ipstack 1.0.1;
+//! * `kernel_relay`: the same relay glue on a kernel listening socket (the ceiling);
+//! * `tun_floor`: copies packets between two TUN devices, no TCP termination (the floor);
+//! * `connload`: an echo server and clients for the connection-rate and idle-connection tests.
+
+pub mod cli;
+pub mod relay;
+pub mod tun_io;

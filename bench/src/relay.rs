@@ -1,0 +1,32 @@
+//! The relay glue every subject shares: the same code as `netstack_examples::relay`, generic
+//! over the inbound stream type.
+
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Buffer size of each relay direction (the same as `netstack_examples::relay`).
+pub const RELAY_BUFFER: usize = 64 * 1024;
+
+/// Connects to `target` (with `TCP_NODELAY`) and copies bytes both ways with
+/// [`tokio::io::copy_bidirectional_with_sizes`] until both directions finished.
+///
+/// Returns the bytes copied (inbound → target, target → inbound).
+///
+/// # Errors
+/// The connect error, or the first I/O error of either direction.
+pub async fn relay_to<S>(mut inbound: S, target: SocketAddr) -> io::Result<(u64, u64)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut outbound = tokio::net::TcpStream::connect(target).await?;
+    outbound.set_nodelay(true)?;
+    tokio::io::copy_bidirectional_with_sizes(
+        &mut inbound,
+        &mut outbound,
+        RELAY_BUFFER,
+        RELAY_BUFFER,
+    )
+    .await
+}
