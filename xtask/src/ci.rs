@@ -29,6 +29,14 @@ const STEPS: &[(&str, &[&str])] = &[
             "--no-default-features",
         ],
     ),
+    (
+        "cross builds (mobile, desktop, bare-metal targets)",
+        &["xtask", "cross"],
+    ),
+    (
+        "bounded fuzz run on the seed corpus",
+        &["xtask", "fuzz", "--engine", "stable", "--seconds", "20"],
+    ),
 ];
 
 /// Runs every CI step in order and stops at the first failure.

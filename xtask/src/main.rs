@@ -39,7 +39,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run all CI checks: cargo fmt --check, clippy -D warnings, the test
-    /// suite and the no_std thumbv7em-none-eabihf build (needs root).
+    /// suite, the no_std thumbv7em-none-eabihf build, the cross builds and a
+    /// bounded fuzz run (needs root).
     Ci,
     /// Demonstrate tun_forward: serve files from a namespace-local HTTP
     /// server and fetch them through the user-space stack (needs root,

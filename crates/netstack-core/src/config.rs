@@ -72,6 +72,10 @@ pub struct Config {
     pub reassembly_timeout: Duration,
     /// Which flows the stack serves. Default: all.
     pub filter: IpFilter,
+    /// Number of TCP socket tables (shards) a connection can hash to. smoltcp scans a whole
+    /// table per packet, so more shards keep the per-packet cost flat with many connections.
+    /// Default 64 (a few KiB each).
+    pub tcp_shards: usize,
 }
 
 impl Default for Config {
@@ -101,6 +105,7 @@ impl Default for Config {
             reassembly_max_bytes: 1 << 20,
             reassembly_timeout: Duration::from_secs(10),
             filter: IpFilter::default(),
+            tcp_shards: 64,
         }
     }
 }
@@ -169,6 +174,8 @@ setter! {
     reassembly_timeout: Duration,
     /// Sets [`Config::filter`].
     filter: IpFilter,
+    /// Sets [`Config::tcp_shards`].
+    tcp_shards: usize,
 }
 
 impl Config {
@@ -185,6 +192,7 @@ impl Config {
         self.egress_queue = self.egress_queue.max(1);
         self.runner_batch = self.runner_batch.max(1);
         self.hop_limit = self.hop_limit.max(1);
+        self.tcp_shards = self.tcp_shards.clamp(1, 4096);
         self
     }
 }

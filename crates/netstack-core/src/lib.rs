@@ -32,6 +32,7 @@ mod icmp;
 mod ingress;
 mod normalize;
 mod reassembly;
+mod shard;
 mod stack;
 mod stats;
 mod tcp;

@@ -14,13 +14,9 @@ use core::task::{Context, Poll};
 
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use smoltcp::iface::{
-    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet,
-};
+use smoltcp::iface::PollResult;
 use smoltcp::time::Instant;
-use smoltcp::wire::{
-    HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv6Address,
-};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpProtocol};
 
 use crate::config::Config;
 use crate::device::QueueDevice;
@@ -30,8 +26,10 @@ use crate::icmp::{fill_echo_reply, IcmpEchoMode, IcmpKind, IcmpMessage, IcmpQueu
 use crate::ingress::{classify, Classified, DropReason, IcmpClass};
 use crate::normalize::{normalize, Normalized};
 use crate::reassembly::Reassembler;
+use crate::shard::{shard_of, Shard};
+use crate::stats::TcpStats;
 use crate::stats::{DropStats, IcmpStats, IpStats, Stats, UdpStats};
-use crate::tcp::{ConnId, SynOutcome, TcpConnection, TcpTable};
+use crate::tcp::{AcceptQueue, ConnId, SynOutcome, TcpConnection};
 use crate::time::Clock;
 use crate::udp::{fill_udp, UdpDatagram, UdpQueue};
 use crate::waker::{WakeBatch, WakerSlot};
@@ -55,8 +53,11 @@ pub struct RunnerStatus {
 /// Everything behind the stack lock.
 struct Inner {
     config: Config,
-    iface: Interface,
-    sockets: SocketSet<'static>,
+    /// The TCP socket tables; a connection lives in the one its 4-tuple hashes to.
+    shards: Vec<Shard>,
+    /// Shards with work for the next runner pass (each at most once: see `Shard::dirty`).
+    dirty: Vec<usize>,
+    accept: AcceptQueue,
     device: QueueDevice,
     ingress: VecDeque<Packet>,
     ingress_waker: WakerSlot,
@@ -64,9 +65,6 @@ struct Inner {
     runner_waker: WakerSlot,
     /// The runner stopped because the egress queue was full; popping a packet must wake it.
     egress_blocked: bool,
-    /// The deadline last returned by the runner.
-    deadline: Option<Instant>,
-    tcp: TcpTable,
     udp: UdpQueue,
     icmp: IcmpQueue,
     reassembler: Reassembler,
@@ -108,24 +106,13 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         let config = config.sanitized();
         let now = clock.now();
         let mut device = QueueDevice::new(config.mtu, config.egress_queue);
-        let mut iface_config = IfaceConfig::new(HardwareAddress::Ip);
-        iface_config.random_seed = config.random_seed;
-        let mut iface = Interface::new(iface_config, &mut device, now);
-        // Accept packets for every destination: each TCP socket listens on its exact endpoint.
-        iface.set_any_ip(true);
-        iface.update_ip_addrs(|addrs| {
-            // Capacity for two addresses is smoltcp's minimum; these cannot fail.
-            let _ = addrs.push(IpCidr::new(
-                IpAddress::Ipv4(Ipv4Address::new(0, 0, 0, 1)),
-                0,
-            ));
-            let _ = addrs.push(IpCidr::new(
-                IpAddress::Ipv6(Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 1)),
-                0,
-            ));
-        });
+        let shards = (0..config.tcp_shards)
+            .map(|i| Shard::new(i as u32, &config, &mut device, now))
+            .collect();
         let inner = Inner {
-            tcp: TcpTable::new(&config),
+            shards,
+            dirty: Vec::new(),
+            accept: AcceptQueue::new(config.accept_queue),
             udp: UdpQueue::new(config.udp_queue, config.udp_queue_bytes),
             icmp: IcmpQueue::new(config.icmp_queue),
             reassembler: Reassembler::new(
@@ -142,14 +129,11 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             ip_stats: IpStats::default(),
             ingress: VecDeque::with_capacity(config.ingress_queue),
             config,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
             device,
             ingress_waker: WakerSlot::default(),
             egress_waker: WakerSlot::default(),
             runner_waker: WakerSlot::default(),
             egress_blocked: false,
-            deadline: None,
             packets_in: 0,
             bytes_in: 0,
             packets_out: 0,
@@ -188,7 +172,13 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                     reassembly: inner.drops.reassembly + inner.reassembler.expired,
                     ..inner.drops
                 },
-                tcp: inner.tcp.snapshot(),
+                tcp: inner
+                    .shards
+                    .iter()
+                    .fold(TcpStats::default(), |mut sum, shard| {
+                        sum.add(&shard.tcp.snapshot());
+                        sum
+                    }),
                 udp: UdpStats {
                     queued: inner.udp.len() as u64,
                     queued_bytes: inner.udp.bytes() as u64,
@@ -373,8 +363,17 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     where
         P: StackPtr<Mutex = M, Clock = C>,
     {
-        this.with(|inner, _| inner.tcp.poll_accept(cx))
-            .map(|accepted| TcpConnection::new(this.clone(), accepted))
+        this.with(|inner, _| loop {
+            match inner.accept.poll_pop(cx) {
+                Poll::Ready(id) => {
+                    if let Some(accepted) = inner.shards[id.shard()].tcp.open(id) {
+                        return Poll::Ready(accepted);
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .map(|accepted| TcpConnection::new(this.clone(), accepted))
     }
 
     pub(crate) fn tcp_poll_read(
@@ -385,11 +384,12 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     ) -> Poll<Result<usize, TcpError>> {
         self.with(|inner, wake| {
             let mut window_update = false;
-            let r = inner
+            let shard = &mut inner.shards[id.shard()];
+            let r = shard
                 .tcp
-                .poll_read(id, cx, buf, &mut inner.sockets, &mut window_update);
+                .poll_read(id, cx, buf, &mut shard.sockets, &mut window_update);
             if window_update {
-                wake.take_from(&mut inner.runner_waker);
+                inner.schedule(id.shard(), wake);
             }
             r
         })
@@ -402,10 +402,11 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         buf: &[u8],
     ) -> Poll<Result<usize, TcpError>> {
         self.with(|inner, wake| {
-            let r = inner.tcp.poll_write(id, cx, buf, &mut inner.sockets);
+            let shard = &mut inner.shards[id.shard()];
+            let r = shard.tcp.poll_write(id, cx, buf, &mut shard.sockets);
             if let Poll::Ready(Ok(n)) = r {
                 if n > 0 {
-                    wake.take_from(&mut inner.runner_waker);
+                    inner.schedule(id.shard(), wake);
                 }
             }
             r
@@ -414,24 +415,27 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
 
     pub(crate) fn tcp_shutdown_write(&self, id: ConnId) -> Result<(), TcpError> {
         self.with(|inner, wake| {
-            let r = inner.tcp.shutdown_write(id, &mut inner.sockets);
-            wake.take_from(&mut inner.runner_waker);
+            let shard = &mut inner.shards[id.shard()];
+            let r = shard.tcp.shutdown_write(id, &mut shard.sockets);
+            inner.schedule(id.shard(), wake);
             r
         })
     }
 
     pub(crate) fn tcp_abort(&self, id: ConnId) {
         self.with(|inner, wake| {
-            inner.tcp.abort(id, &mut inner.sockets, wake);
-            wake.take_from(&mut inner.runner_waker);
+            let shard = &mut inner.shards[id.shard()];
+            shard.tcp.abort(id, &mut shard.sockets, wake);
+            inner.schedule(id.shard(), wake);
         })
     }
 
     pub(crate) fn tcp_release(&self, id: ConnId) {
         let now = self.clock.now();
         self.with(|inner, wake| {
-            inner.tcp.release(id, now, &mut inner.sockets);
-            wake.take_from(&mut inner.runner_waker);
+            let shard = &mut inner.shards[id.shard()];
+            shard.tcp.release(id, now, &mut shard.sockets);
+            inner.schedule(id.shard(), wake);
         })
     }
 }
@@ -460,16 +464,30 @@ impl Inner {
         }
     }
 
+    /// Puts shard `i` on the list for the next runner pass.
+    fn mark_dirty(&mut self, i: usize) {
+        let shard = &mut self.shards[i];
+        if !shard.dirty {
+            shard.dirty = true;
+            self.dirty.push(i);
+        }
+    }
+
+    /// An application operation changed shard `i`: service it on the next runner pass.
+    fn schedule(&mut self, i: usize, wake: &mut WakeBatch) {
+        self.mark_dirty(i);
+        wake.take_from(&mut self.runner_waker);
+    }
+
     /// One runner pass (see [`Stack::poll_runner`]).
     fn run(&mut self, now: Instant, wake: &mut WakeBatch) -> RunnerStatus {
-        // A deadline passed: smoltcp's (returned last time), or the TCP table's or the
-        // reassembler's (which an application operation may have moved earlier since).
-        let timer_due = self.deadline.is_some_and(|d| now >= d)
-            || self.tcp.deadline().is_some_and(|d| now >= d);
-        let mut changed = false;
-
         if self.reassembler.deadline().is_some_and(|d| now >= d) {
             self.reassembler.expire(now);
+        }
+        for i in 0..self.shards.len() {
+            if self.shards[i].deadline.is_some_and(|d| now >= d) {
+                self.mark_dirty(i);
+            }
         }
 
         // Ingress: normalise and classify each packet, then hand it to its transport.
@@ -485,49 +503,78 @@ impl Inner {
             processed += 1;
             self.packets_in += 1;
             self.bytes_in += packet.len() as u64;
-            self.ingest(packet, now, wake, &mut changed);
+            self.ingest(packet, now, wake);
         }
         if processed > 0 {
             wake.take_from(&mut self.ingress_waker);
         }
 
-        // Egress: let every socket transmit until it has nothing to send or the queue is full.
-        self.egress(now, &mut changed);
-
-        if changed || timer_due {
-            let aborted = self
-                .tcp
-                .maintain(now, &self.config, &mut self.sockets, wake);
-            if aborted {
-                // Send the RSTs now, then remove what they closed.
-                self.egress(now, &mut changed);
-                self.tcp
-                    .maintain(now, &self.config, &mut self.sockets, wake);
+        // Service the shards with work: transmit, then run their connection tables.
+        let mut serviced = 0;
+        while serviced < self.dirty.len() && !self.egress_blocked {
+            let i = self.dirty[serviced];
+            if self.service(i, now, wake) {
+                self.shards[i].dirty = false;
+                serviced += 1;
             }
         }
+        self.dirty.drain(..serviced);
 
         if !self.device.egress.is_empty() {
             wake.take_from(&mut self.egress_waker);
         }
 
-        let more = !self.ingress.is_empty() && !self.egress_blocked;
-        // While the egress queue is full, only draining it (which wakes the runner) lets smoltcp
-        // make progress; its own deadline would only make the runner spin.
-        let iface_at = if self.egress_blocked {
-            None
-        } else {
-            self.iface.poll_at(now, &self.sockets)
-        };
-        let deadline = [iface_at, self.tcp.deadline(), self.reassembler.deadline()]
-            .into_iter()
-            .flatten()
+        let more = (!self.ingress.is_empty() || !self.dirty.is_empty()) && !self.egress_blocked;
+        // While the egress queue is full, only draining it (which wakes the runner) lets the
+        // shards make progress; a deadline already due would only make the runner spin.
+        let blocked = self.egress_blocked;
+        let deadline = self
+            .shards
+            .iter()
+            .filter_map(|s| s.deadline)
+            .filter(|&d| !blocked || d > now)
+            .chain(self.reassembler.deadline())
             .min();
-        self.deadline = deadline;
         RunnerStatus { deadline, more }
     }
 
+    /// Services shard `i`: lets its sockets transmit, runs its connection table (promotions,
+    /// expiries, reaping, wakers) and computes its next deadline. Returns `false` if the egress
+    /// queue filled up first (the shard stays dirty and is finished once it drains).
+    fn service(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) -> bool {
+        let shard = &mut self.shards[i];
+        if !egress(shard, &mut self.device, now) {
+            self.egress_blocked = true;
+            return false;
+        }
+        let aborted = shard.tcp.maintain(
+            now,
+            &self.config,
+            &mut shard.sockets,
+            &mut self.accept,
+            wake,
+        );
+        if aborted {
+            // Send the RSTs now, then remove what they closed.
+            if !egress(shard, &mut self.device, now) {
+                self.egress_blocked = true;
+                return false;
+            }
+            shard.tcp.maintain(
+                now,
+                &self.config,
+                &mut shard.sockets,
+                &mut self.accept,
+                wake,
+            );
+        }
+        let iface_at = shard.iface.poll_at(now, &shard.sockets);
+        shard.deadline = [iface_at, shard.tcp.deadline()].into_iter().flatten().min();
+        true
+    }
+
     /// Routes one ingress packet to its transport.
-    fn ingest(&mut self, packet: Packet, now: Instant, wake: &mut WakeBatch, changed: &mut bool) {
+    fn ingest(&mut self, packet: Packet, now: Instant, wake: &mut WakeBatch) {
         let packet = match normalize(packet, &mut self.reassembler, now) {
             Normalized::Plain(p) => p,
             Normalized::Reassembled(p) => {
@@ -555,28 +602,35 @@ impl Inner {
         }
         match class {
             Classified::Tcp { tuple, syn, rst } => {
+                let i = shard_of(&tuple, self.shards.len());
                 let created = if syn {
-                    match self.tcp.on_syn(tuple, now, &self.config, &mut self.sockets) {
+                    let totals = self.shards.iter().fold((0, 0), |(n, s), shard| {
+                        (n + shard.tcp.len(), s + shard.tcp.syn_received())
+                    });
+                    let shard = &mut self.shards[i];
+                    match shard
+                        .tcp
+                        .on_syn(tuple, now, &self.config, &mut shard.sockets, totals)
+                    {
                         SynOutcome::Listening(created) => created,
                         SynOutcome::Refused => None,
                     }
                 } else {
                     None
                 };
+                let shard = &mut self.shards[i];
                 self.device.rx = Some(packet);
-                let result =
-                    self.iface
-                        .poll_ingress_single(now, &mut self.device, &mut self.sockets);
+                shard
+                    .iface
+                    .poll_ingress_single(now, &mut self.device, &mut shard.sockets);
                 self.device.rx = None;
-                if result == PollIngressSingleResult::SocketStateChanged {
-                    *changed = true;
-                }
                 if let Some(id) = created {
-                    self.tcp.after_new_syn(id, &mut self.sockets);
+                    shard.tcp.after_new_syn(id, &mut shard.sockets);
                 }
                 if rst {
-                    self.tcp.after_rst(tuple, &mut self.sockets);
+                    shard.tcp.after_rst(tuple, &mut shard.sockets);
                 }
+                self.mark_dirty(i);
             }
             Classified::Udp { src, dst, payload } => {
                 let datagram = UdpDatagram::new(packet, payload, src, dst);
@@ -721,20 +775,18 @@ impl Inner {
         }
         self.room_waiters.push(cx.waker().clone());
     }
+}
 
-    fn egress(&mut self, now: Instant, changed: &mut bool) {
-        loop {
-            if self.device.egress_is_full() {
-                self.egress_blocked = true;
-                break;
-            }
-            match self
-                .iface
-                .poll_egress(now, &mut self.device, &mut self.sockets)
-            {
-                PollResult::None => break,
-                PollResult::SocketStateChanged => *changed = true,
-            }
+/// Lets the sockets of `shard` transmit until they have nothing to send; `false` if the
+/// egress queue filled up first.
+fn egress(shard: &mut Shard, device: &mut QueueDevice, now: Instant) -> bool {
+    loop {
+        if device.egress_is_full() {
+            return false;
+        }
+        match shard.iface.poll_egress(now, device, &mut shard.sockets) {
+            PollResult::None => return true,
+            PollResult::SocketStateChanged => {}
         }
     }
 }

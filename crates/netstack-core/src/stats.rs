@@ -97,6 +97,23 @@ pub struct TcpStats {
     pub closing: u64,
 }
 
+impl TcpStats {
+    /// Adds `other` field by field (to sum the shards of a stack).
+    pub(crate) fn add(&mut self, other: &TcpStats) {
+        self.accepted += other.accepted;
+        self.refused_connection_limit += other.refused_connection_limit;
+        self.refused_syn_backlog += other.refused_syn_backlog;
+        self.refused_accept_queue += other.refused_accept_queue;
+        self.syn_expired += other.syn_expired;
+        self.duplicate_syns += other.duplicate_syns;
+        self.close_expired += other.close_expired;
+        self.syn_received += other.syn_received;
+        self.accept_pending += other.accept_pending;
+        self.open += other.open;
+        self.closing += other.closing;
+    }
+}
+
 /// A snapshot of the stack's counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -32,9 +32,48 @@ use crate::stack::{Stack, StackPtr};
 use crate::stats::TcpStats;
 use crate::waker::{WakeBatch, WakerSlot};
 
-/// Identifies a connection inside its stack. Never reused while the stack lives.
+/// Identifies a connection inside its stack: its shard and a number never reused while the
+/// stack lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId(u64);
+pub struct ConnId {
+    shard: u32,
+    seq: u64,
+}
+
+impl ConnId {
+    /// The shard (socket table) the connection lives in.
+    pub(crate) fn shard(self) -> usize {
+        self.shard as usize
+    }
+}
+
+/// Established connections waiting for `accept`, across all shards (bounded).
+pub(crate) struct AcceptQueue {
+    queue: VecDeque<ConnId>,
+    capacity: usize,
+    waker: WakerSlot,
+}
+
+impl AcceptQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        AcceptQueue {
+            queue: VecDeque::with_capacity(capacity),
+            capacity,
+            waker: WakerSlot::default(),
+        }
+    }
+
+    /// Takes the next connection, or registers the waker.
+    pub(crate) fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<ConnId> {
+        match self.queue.pop_front() {
+            Some(id) => Poll::Ready(id),
+            None => {
+                self.waker.register(cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+}
 
 /// Where a connection is in its life (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,31 +111,39 @@ pub(crate) enum SynOutcome {
     Refused,
 }
 
-/// All TCP connections of a stack.
+/// The TCP connections of one shard of a stack (the stack enforces the global limits).
 pub(crate) struct TcpTable {
-    next_id: u64,
+    shard: u32,
+    next_seq: u64,
     conns: BTreeMap<ConnId, Conn>,
     by_tuple: BTreeMap<FourTuple, ConnId>,
     syn_received: usize,
-    accept_queue: VecDeque<ConnId>,
-    accept_waker: WakerSlot,
     /// Earliest SYN or orphan expiry, computed by `maintain`.
     deadline: Option<Instant>,
     pub(crate) stats: TcpStats,
 }
 
 impl TcpTable {
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(shard: u32) -> Self {
         TcpTable {
-            next_id: 0,
+            shard,
+            next_seq: 0,
             conns: BTreeMap::new(),
             by_tuple: BTreeMap::new(),
             syn_received: 0,
-            accept_queue: VecDeque::with_capacity(config.accept_queue),
-            accept_waker: WakerSlot::default(),
             deadline: None,
             stats: TcpStats::default(),
         }
+    }
+
+    /// Connections in this shard, in any phase.
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Half-open connections in this shard.
+    pub(crate) fn syn_received(&self) -> usize {
+        self.syn_received
     }
 
     /// The earliest time `maintain` must run to expire half-open or abandoned connections.
@@ -104,13 +151,15 @@ impl TcpTable {
         self.deadline
     }
 
-    /// Handles a SYN (without ACK) for `tuple` before smoltcp sees it.
+    /// Handles a SYN (without ACK) for `tuple` before smoltcp sees it. `total` and
+    /// `total_syn_received` are the stack-wide counts the limits apply to.
     pub(crate) fn on_syn(
         &mut self,
         tuple: FourTuple,
         now: Instant,
         config: &Config,
         sockets: &mut SocketSet<'static>,
+        (total, total_syn_received): (usize, usize),
     ) -> SynOutcome {
         if let Some(&id) = self.by_tuple.get(&tuple) {
             let conn = &self.conns[&id];
@@ -124,11 +173,11 @@ impl TcpTable {
             // the 4-tuple.
             self.by_tuple.remove(&tuple);
         }
-        if self.conns.len() >= config.max_connections {
+        if total >= config.max_connections {
             self.stats.refused_connection_limit += 1;
             return SynOutcome::Refused;
         }
-        if self.syn_received >= config.syn_backlog {
+        if total_syn_received >= config.syn_backlog {
             self.stats.refused_syn_backlog += 1;
             return SynOutcome::Refused;
         }
@@ -141,8 +190,11 @@ impl TcpTable {
             return SynOutcome::Refused;
         }
         let handle = sockets.add(socket);
-        let id = ConnId(self.next_id);
-        self.next_id += 1;
+        let id = ConnId {
+            shard: self.shard,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
         self.conns.insert(
             id,
             Conn {
@@ -197,6 +249,7 @@ impl TcpTable {
         now: Instant,
         config: &Config,
         sockets: &mut SocketSet<'static>,
+        accept: &mut AcceptQueue,
         wake: &mut WakeBatch,
     ) -> bool {
         let mut aborted = false;
@@ -227,10 +280,10 @@ impl TcpTable {
                     }
                     _ => {
                         self.syn_received -= 1;
-                        if self.accept_queue.len() < config.accept_queue {
+                        if accept.queue.len() < accept.capacity {
                             conn.phase = Phase::AcceptPending;
-                            self.accept_queue.push_back(id);
-                            wake.take_from(&mut self.accept_waker);
+                            accept.queue.push_back(id);
+                            wake.take_from(&mut accept.waker);
                         } else {
                             self.stats.refused_accept_queue += 1;
                             socket.abort();
@@ -294,20 +347,15 @@ impl TcpTable {
         }
     }
 
-    /// Takes the next established connection from the accept queue.
-    pub(crate) fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Accepted> {
-        while let Some(id) = self.accept_queue.pop_front() {
-            if let Some(conn) = self.conns.get_mut(&id) {
-                conn.phase = Phase::Open;
-                self.stats.accepted += 1;
-                return Poll::Ready(Accepted {
-                    id,
-                    tuple: conn.tuple,
-                });
-            }
-        }
-        self.accept_waker.register(cx.waker());
-        Poll::Pending
+    /// Hands the connection `id`, taken from the accept queue, to the application.
+    pub(crate) fn open(&mut self, id: ConnId) -> Option<Accepted> {
+        let conn = self.conns.get_mut(&id)?;
+        conn.phase = Phase::Open;
+        self.stats.accepted += 1;
+        Some(Accepted {
+            id,
+            tuple: conn.tuple,
+        })
     }
 
     /// Counts connections by phase into `stats`.
