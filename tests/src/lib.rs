@@ -323,7 +323,8 @@ mod tests {
     }
 }
 
-/// The examples in `docs/flavours.md` compile (this crate depends on every adapter).
+/// The examples in the README compile: every flavour of both adapters, UDP, ICMP and the IP
+/// filter (this crate depends on every adapter, so all of them are in scope).
 #[cfg(doctest)]
-#[doc = include_str!("../../docs/flavours.md")]
-mod flavours_doc {}
+#[doc = include_str!("../../README.md")]
+mod readme_doctests {}

@@ -14,7 +14,12 @@ pub enum Error {
     AddressFamily,
     /// A port or address that cannot be used (port 0, a non-unicast address).
     InvalidAddress,
+    /// The stack's one UDP or ICMP receiver is already held by another socket.
+    AlreadyClaimed,
 }
+
+impl core::error::Error for Error {}
+impl core::error::Error for TcpError {}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -23,6 +28,7 @@ impl fmt::Display for Error {
             Error::TooLarge => f.write_str("datagram too large"),
             Error::AddressFamily => f.write_str("source and destination IP versions differ"),
             Error::InvalidAddress => f.write_str("invalid address or port"),
+            Error::AlreadyClaimed => f.write_str("the stack's receiver is already taken"),
         }
     }
 }
@@ -46,5 +52,33 @@ impl fmt::Display for TcpError {
             TcpError::ConnectionAborted => f.write_str("connection aborted"),
             TcpError::BrokenPipe => f.write_str("write half closed"),
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        use std::io::ErrorKind;
+        let kind = match e {
+            Error::QueueFull => ErrorKind::WouldBlock,
+            Error::AlreadyClaimed => ErrorKind::AlreadyExists,
+            Error::TooLarge | Error::AddressFamily | Error::InvalidAddress => {
+                ErrorKind::InvalidInput
+            }
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+#[cfg(feature = "std")]
+impl From<TcpError> for std::io::Error {
+    fn from(e: TcpError) -> Self {
+        use std::io::ErrorKind;
+        let kind = match e {
+            TcpError::ConnectionReset => ErrorKind::ConnectionReset,
+            TcpError::ConnectionAborted => ErrorKind::ConnectionAborted,
+            TcpError::BrokenPipe => ErrorKind::BrokenPipe,
+        };
+        std::io::Error::new(kind, e)
     }
 }

@@ -21,6 +21,9 @@
 //! whether it is `Send`.
 #![no_std]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 extern crate alloc;
 
 mod config;
@@ -29,6 +32,7 @@ mod emit;
 mod error;
 mod filter;
 mod icmp;
+mod icmp_socket;
 mod ingress;
 mod normalize;
 mod reassembly;
@@ -38,6 +42,7 @@ mod stats;
 mod tcp;
 mod time;
 mod udp;
+mod udp_socket;
 mod waker;
 
 #[cfg(test)]
@@ -47,11 +52,13 @@ pub use config::Config;
 pub use error::{Error, TcpError};
 pub use filter::{FilterAction, FilterHook, FilterRule, FlowInfo, IpFilter, Protocol};
 pub use icmp::{IcmpEchoMode, IcmpKind, IcmpMessage};
+pub use icmp_socket::IcmpSocket;
 pub use stack::{Packet, RunnerStatus, Stack, StackPtr};
 pub use stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 pub use tcp::{ConnId, TcpConnection};
 pub use time::Clock;
 pub use udp::UdpDatagram;
+pub use udp_socket::{Datagram, UdpRecvHalf, UdpSendHalf, UdpSocket};
 
 /// Re-exported smoltcp types that appear in this crate's API.
 pub use smoltcp::time::{Duration, Instant};

@@ -90,6 +90,29 @@ impl<F: Flavor> StackBuilder<F> {
         runner_batch: usize,
         /// Seed for initial sequence numbers (default: random). See [`Config::random_seed`].
         random_seed: u64,
+        /// UDP receive queue in datagrams (default 512). See [`Config::udp_queue`].
+        udp_queue: usize,
+        /// UDP receive queue in bytes (default 4 MiB). See [`Config::udp_queue_bytes`].
+        udp_queue_bytes: usize,
+        /// TTL/hop limit of UDP and ICMP packets (default 64). See [`Config::hop_limit`].
+        hop_limit: u8,
+        /// ICMP echo handling (default: reply). See [`Config::icmp_echo`].
+        icmp_echo: netstack_core::IcmpEchoMode,
+        /// Deliver non-echo ICMP (default off). See [`Config::icmp_deliver_other`].
+        icmp_deliver_other: bool,
+        /// ICMP queue length (default 64). See [`Config::icmp_queue`].
+        icmp_queue: usize,
+        /// Pending fragmented datagrams (default 64). See [`Config::reassembly_max_datagrams`].
+        reassembly_max_datagrams: usize,
+        /// Bytes held for reassembly (default 1 MiB). See [`Config::reassembly_max_bytes`].
+        reassembly_max_bytes: usize,
+        /// Reassembly timeout (default 10 s). See [`Config::reassembly_timeout`].
+        reassembly_timeout: Duration,
+        /// IP filter (default: allow all). See [`Config::filter`].
+        filter: netstack_core::IpFilter,
+        /// TCP socket tables connections are spread over (default 64). See
+        /// [`Config::tcp_shards`].
+        tcp_shards: usize,
     }
 
     /// Builds the stack. Spawn the [`Runner`] on the executor (a `Send` future in the `Send`

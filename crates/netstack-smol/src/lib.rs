@@ -54,16 +54,19 @@
 mod builder;
 mod clock;
 pub mod flavor;
-mod io_error;
 mod listener;
 mod mutex;
 mod runner;
 mod stack;
 mod stream;
+mod udp;
 
 pub use clock::StdClock;
 pub use mutex::StdRawMutex;
-pub use netstack_core::{Config, Duration, Stats};
+pub use netstack_core::{
+    Config, Datagram, Duration, Error as StackError, FilterAction, FilterRule, FlowInfo,
+    IcmpEchoMode, IcmpKind, IcmpMessage, IpCidr, IpFilter, Protocol, Stats,
+};
 
 /// The adapter types, generic over their [`flavor`]. Name them through the aliases at the crate
 /// root (`Send`) or in [`local`] (not `Send`).
@@ -74,6 +77,7 @@ pub mod generic {
     pub use crate::runner::Runner;
     pub use crate::stack::{PacketSink, PacketStream, Stack};
     pub use crate::stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
+    pub use crate::udp::{IcmpSocket, UdpRecvHalf, UdpSendHalf, UdpSocket};
 }
 
 /// Declares the aliases of one flavour: the same names at the crate root and in `local`.
@@ -97,6 +101,14 @@ macro_rules! flavour_aliases {
         pub type OwnedReadHalf = $crate::generic::OwnedReadHalf<$flavor>;
         #[doc = concat!("The write half of a TCP connection of ", $what, " stack.")]
         pub type OwnedWriteHalf = $crate::generic::OwnedWriteHalf<$flavor>;
+        #[doc = concat!("The UDP socket of ", $what, " stack.")]
+        pub type UdpSocket = $crate::generic::UdpSocket<$flavor>;
+        #[doc = concat!("The receive half of the UDP socket of ", $what, " stack.")]
+        pub type UdpRecvHalf = $crate::generic::UdpRecvHalf<$flavor>;
+        #[doc = concat!("The send half of the UDP socket of ", $what, " stack.")]
+        pub type UdpSendHalf = $crate::generic::UdpSendHalf<$flavor>;
+        #[doc = concat!("The ICMP socket of ", $what, " stack.")]
+        pub type IcmpSocket = $crate::generic::IcmpSocket<$flavor>;
         #[doc = concat!("The core stack behind ", $what, " stack.")]
         pub type CoreStack = $crate::generic::CoreStack<$flavor>;
     };

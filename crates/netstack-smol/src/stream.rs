@@ -10,7 +10,6 @@ use futures_io::{AsyncRead, AsyncWrite};
 use netstack_core::{IpAddress, IpEndpoint, StackPtr, TcpConnection};
 
 use crate::flavor::Flavor;
-use crate::io_error;
 
 type Conn<F> = TcpConnection<<F as Flavor>::Ptr>;
 
@@ -85,7 +84,7 @@ fn poll_read<P: StackPtr>(
     cx: &mut Context<'_>,
     buf: &mut [u8],
 ) -> Poll<io::Result<usize>> {
-    conn.poll_read(cx, buf).map_err(io_error::tcp)
+    conn.poll_read(cx, buf).map_err(std::io::Error::from)
 }
 
 fn poll_write<P: StackPtr>(
@@ -93,11 +92,11 @@ fn poll_write<P: StackPtr>(
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
-    conn.poll_write(cx, buf).map_err(io_error::tcp)
+    conn.poll_write(cx, buf).map_err(std::io::Error::from)
 }
 
 fn shutdown<P: StackPtr>(conn: &TcpConnection<P>) -> Poll<io::Result<()>> {
-    Poll::Ready(conn.shutdown_write().map_err(io_error::tcp))
+    Poll::Ready(conn.shutdown_write().map_err(std::io::Error::from))
 }
 
 impl<F: Flavor> AsyncRead for TcpStream<F> {

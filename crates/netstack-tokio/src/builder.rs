@@ -110,6 +110,9 @@ impl<F: Flavor> StackBuilder<F> {
         reassembly_timeout: Duration,
         /// IP filter (default: allow all). See [`Config::filter`].
         filter: netstack_core::IpFilter,
+        /// TCP socket tables connections are spread over (default 64). See
+        /// [`Config::tcp_shards`].
+        tcp_shards: usize,
     }
 
     /// Builds the stack. Spawn the [`Runner`] (a `Send` future in the `Send` flavour, a local

@@ -46,12 +46,9 @@
 //! The runtime needs its time driver (`enable_time`/`enable_all`): the runner sleeps on a tokio
 //! timer.
 
-mod addr;
 mod builder;
 mod clock;
 pub mod flavor;
-mod icmp;
-mod io_error;
 mod listener;
 mod mutex;
 mod runner;
@@ -65,19 +62,18 @@ pub use netstack_core::{
     Config, Duration, FilterAction, FilterRule, FlowInfo, IcmpEchoMode, IcmpKind, IcmpMessage,
     IpCidr, IpFilter, Protocol, Stats,
 };
-pub use udp::Datagram;
+pub use netstack_core::{Datagram, Error as StackError};
 
 /// The adapter types, generic over their [`flavor`]. Name them through the aliases at the crate
 /// root (`Send`) or in [`local`] (not `Send`).
 pub mod generic {
     pub use crate::builder::StackBuilder;
     pub use crate::flavor::CoreStack;
-    pub use crate::icmp::IcmpSocket;
     pub use crate::listener::TcpListener;
     pub use crate::runner::Runner;
     pub use crate::stack::{PacketSink, PacketStream, Stack};
     pub use crate::stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
-    pub use crate::udp::{UdpRecvHalf, UdpSendHalf, UdpSocket};
+    pub use crate::udp::{IcmpSocket, UdpRecvHalf, UdpSendHalf, UdpSocket};
 }
 
 /// Declares the aliases of one flavour: the same names at the crate root and in `local`.
@@ -140,7 +136,3 @@ pub mod local {
 
 /// A raw IP packet.
 pub type Packet = netstack_core::Packet;
-
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-mod readme_doctests {}

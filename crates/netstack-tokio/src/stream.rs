@@ -9,7 +9,6 @@ use netstack_core::{IpAddress, IpEndpoint, StackPtr, TcpConnection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::flavor::Flavor;
-use crate::io_error;
 
 type Conn<F> = TcpConnection<<F as Flavor>::Ptr>;
 
@@ -89,7 +88,7 @@ fn poll_read<P: StackPtr>(
             buf.advance(n);
             Poll::Ready(Ok(()))
         }
-        Poll::Ready(Err(e)) => Poll::Ready(Err(io_error::tcp(e))),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(std::io::Error::from(e))),
         Poll::Pending => Poll::Pending,
     }
 }
@@ -99,11 +98,11 @@ fn poll_write<P: StackPtr>(
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
-    conn.poll_write(cx, buf).map_err(io_error::tcp)
+    conn.poll_write(cx, buf).map_err(std::io::Error::from)
 }
 
 fn shutdown<P: StackPtr>(conn: &TcpConnection<P>) -> Poll<io::Result<()>> {
-    Poll::Ready(conn.shutdown_write().map_err(io_error::tcp))
+    Poll::Ready(conn.shutdown_write().map_err(std::io::Error::from))
 }
 
 impl<F: Flavor> AsyncRead for TcpStream<F> {

@@ -1,0 +1,241 @@
+//! [`UdpSocket`]: every UDP datagram the stack receives, for any destination, and replies —
+//! the handle both adapters expose, generic over the stack pointer (`Arc`, `Rc`, `&`).
+//!
+//! A stack has one UDP queue and so one receiving socket ([`UdpSocket::new`] fails while one
+//! is alive); its send half can be cloned freely. Each datagram carries its source (the
+//! application behind the device) and its original destination; a reply is sent *from* that
+//! destination *to* that source.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::poll_fn;
+use core::net::SocketAddr;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use futures_core::Stream;
+use futures_sink::Sink;
+
+use crate::error::Error;
+use crate::stack::StackPtr;
+use crate::udp::UdpDatagram;
+
+/// An owned UDP datagram: payload, source and destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// Source: for a received datagram the application behind the device; for one to send,
+    /// the address it appears to come from (the original destination being answered).
+    pub src: SocketAddr,
+    /// Destination: for a received datagram its original destination; for one to send, the
+    /// application behind the device.
+    pub dst: SocketAddr,
+}
+
+impl From<UdpDatagram> for Datagram {
+    fn from(d: UdpDatagram) -> Self {
+        Datagram {
+            src: d.src().into(),
+            dst: d.dst().into(),
+            payload: d.into_payload(),
+        }
+    }
+}
+
+/// Receives every UDP datagram of the stack and sends replies. Also a `Stream` of received
+/// [`Datagram`]s (it never ends: a malformed packet is counted and dropped by the stack and
+/// never reaches it) and a `Sink` of datagrams to send.
+pub struct UdpSocket<P: StackPtr> {
+    recv: UdpRecvHalf<P>,
+    send: UdpSendHalf<P>,
+}
+
+impl<P: StackPtr> fmt::Debug for UdpSocket<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket").finish_non_exhaustive()
+    }
+}
+
+impl<P: StackPtr> UdpSocket<P> {
+    /// The stack's UDP socket.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyClaimed`] while another `UdpSocket` (or its receive half) of this stack
+    /// is alive.
+    pub fn new(stack: P) -> Result<Self, Error> {
+        if !stack.claim_udp() {
+            return Err(Error::AlreadyClaimed);
+        }
+        Ok(UdpSocket {
+            recv: UdpRecvHalf {
+                stack: stack.clone(),
+            },
+            send: UdpSendHalf {
+                stack,
+                pending: VecDeque::new(),
+            },
+        })
+    }
+
+    /// Receives the next datagram.
+    pub async fn recv(&self) -> Datagram {
+        self.recv.recv().await
+    }
+
+    /// Receives the next datagram into `buf` (truncating it if `buf` is too small, as
+    /// `recv_from` on an OS socket does); returns its length, source and destination.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> (usize, SocketAddr, SocketAddr) {
+        let d = poll_fn(|cx| self.recv.stack.poll_udp_recv(cx)).await;
+        let n = d.payload().len().min(buf.len());
+        buf[..n].copy_from_slice(&d.payload()[..n]);
+        (n, d.src().into(), d.dst().into())
+    }
+
+    /// Sends `payload` from `src` to `dst` (see [`Datagram`]); waits while the egress queue is
+    /// full. Payloads larger than the MTU leave as IP fragments.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] beyond 64 KiB, [`Error::AddressFamily`] for mixed IPv4/IPv6,
+    /// [`Error::InvalidAddress`] for port 0 or an unspecified address.
+    pub async fn send_to(
+        &self,
+        payload: &[u8],
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Result<(), Error> {
+        self.send.send_to(payload, src, dst).await
+    }
+
+    /// Splits into a receive half and a cloneable send half.
+    pub fn split(self) -> (UdpRecvHalf<P>, UdpSendHalf<P>) {
+        (self.recv, self.send)
+    }
+}
+
+impl<P: StackPtr + Unpin> Stream for UdpSocket<P> {
+    type Item = Datagram;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Datagram>> {
+        Pin::new(&mut self.recv).poll_next(cx)
+    }
+}
+
+impl<P: StackPtr + Unpin> Sink<Datagram> for UdpSocket<P> {
+    type Error = Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.send).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Datagram) -> Result<(), Error> {
+        Pin::new(&mut self.send).start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.send).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.send).poll_close(cx)
+    }
+}
+
+/// The receiving half of a [`UdpSocket`]: a `Stream` of [`Datagram`]s that never ends.
+pub struct UdpRecvHalf<P: StackPtr> {
+    stack: P,
+}
+
+impl<P: StackPtr> UdpRecvHalf<P> {
+    /// Receives the next datagram.
+    pub async fn recv(&self) -> Datagram {
+        poll_fn(|cx| self.stack.poll_udp_recv(cx)).await.into()
+    }
+
+    /// Polls for the next datagram (the core type: the payload stays in the packet buffer).
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
+        self.stack.poll_udp_recv(cx)
+    }
+}
+
+impl<P: StackPtr> Drop for UdpRecvHalf<P> {
+    fn drop(&mut self) {
+        self.stack.release_udp();
+    }
+}
+
+impl<P: StackPtr + Unpin> Stream for UdpRecvHalf<P> {
+    type Item = Datagram;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Datagram>> {
+        self.stack.poll_udp_recv(cx).map(|d| Some(d.into()))
+    }
+}
+
+/// The sending half of a [`UdpSocket`]; clones send independently. As a `Sink` it sends the
+/// buffered datagrams on flush.
+pub struct UdpSendHalf<P: StackPtr> {
+    stack: P,
+    pending: VecDeque<Datagram>,
+}
+
+impl<P: StackPtr> Clone for UdpSendHalf<P> {
+    fn clone(&self) -> Self {
+        UdpSendHalf {
+            stack: self.stack.clone(),
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+impl<P: StackPtr> UdpSendHalf<P> {
+    /// Sends `payload` from `src` to `dst`; waits while the egress queue is full.
+    ///
+    /// # Errors
+    /// As [`UdpSocket::send_to`].
+    pub async fn send_to(
+        &self,
+        payload: &[u8],
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Result<(), Error> {
+        let (src, dst) = (src.into(), dst.into());
+        poll_fn(|cx| self.stack.poll_udp_send(cx, src, dst, payload)).await
+    }
+}
+
+impl<P: StackPtr + Unpin> Sink<Datagram> for UdpSendHalf<P> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.pending.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            self.poll_flush(cx)
+        }
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Datagram) -> Result<(), Error> {
+        self.pending.push_back(item);
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        while let Some(d) = self.pending.front() {
+            let (src, dst) = (d.src.into(), d.dst.into());
+            match self.stack.poll_udp_send(cx, src, dst, &d.payload) {
+                Poll::Ready(r) => {
+                    self.pending.pop_front();
+                    r?;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_flush(cx)
+    }
+}
