@@ -158,6 +158,9 @@ fn open_tun_fd() -> io::Result<OwnedFd> {
 
 /// Sets the MTU of interface `ifr_name` and sets `IFF_UP` on it, using an
 /// `AF_INET` datagram socket of the calling thread's namespace.
+/// Transmit queue length given to the TUN device (packets the kernel holds for the reader).
+const TX_QUEUE_LEN: libc::c_int = 8192;
+
 fn configure_interface(
     ifr_name: &[libc::c_char; libc::IFNAMSIZ],
     name: &str,
@@ -179,6 +182,19 @@ fn configure_interface(
     // call; SIOCSIFMTU only reads from it.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU as _, &mut req) } < 0 {
         return Err(annotate(io::Error::last_os_error(), "SIOCSIFMTU", name));
+    }
+
+    // The kernel drops packets it cannot queue for the reader (the TUN's transmit queue,
+    // 500 packets by default) instead of pushing back on its TCP senders; several streams'
+    // windows together exceed that, so give the queue room for them.
+    // SAFETY: all-zero is a valid `ifreq` (see `Tun::create`).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    req.ifr_name = *ifr_name;
+    req.ifr_ifru.ifru_metric = TX_QUEUE_LEN;
+    // SAFETY: `sock` is an open socket and `req` a valid `ifreq` that outlives the call;
+    // SIOCSIFTXQLEN only reads `ifr_qlen` (the same union slot as `ifru_metric`) from it.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFTXQLEN as _, &mut req) } < 0 {
+        return Err(annotate(io::Error::last_os_error(), "SIOCSIFTXQLEN", name));
     }
 
     // SAFETY: all-zero is a valid `ifreq` (see `Tun::create`).

@@ -32,7 +32,7 @@ use crate::stats::{DropStats, IcmpStats, IpStats, Stats, UdpStats};
 use crate::tcp::{AcceptQueue, ConnId, SynOutcome, TcpConnection};
 use crate::time::Clock;
 use crate::udp::{fill_udp, UdpDatagram, UdpQueue};
-use crate::waker::{WakeBatch, WakerSlot};
+use crate::waker::{WakeBatch, WakerList, WakerSlot};
 
 /// A raw IP packet (IPv4 or IPv6, no link-layer header), as read from or written to a TUN
 /// device.
@@ -60,8 +60,10 @@ struct Inner {
     accept: AcceptQueue,
     device: QueueDevice,
     ingress: VecDeque<Packet>,
-    ingress_waker: WakerSlot,
-    egress_waker: WakerSlot,
+    /// Packet sources waiting for room in the ingress queue (clones of a sink may wait at once).
+    ingress_waiters: WakerList,
+    /// Packet consumers waiting for egress packets.
+    egress_waiters: WakerList,
     runner_waker: WakerSlot,
     /// The runner stopped because the egress queue was full; popping a packet must wake it.
     egress_blocked: bool,
@@ -69,8 +71,8 @@ struct Inner {
     icmp: IcmpQueue,
     reassembler: Reassembler,
     emitter: Emitter,
-    /// Tasks waiting for egress room to send a datagram (bounded: see `wait_for_room`).
-    room_waiters: Vec<core::task::Waker>,
+    /// Tasks waiting for egress room to send a datagram.
+    room_waiters: WakerList,
     /// Whether an application handle receives UDP / ICMP (one receiver each).
     udp_claimed: bool,
     icmp_claimed: bool,
@@ -121,7 +123,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                 config.reassembly_timeout,
             ),
             emitter: Emitter::new(config.mtu, config.hop_limit, config.random_seed),
-            room_waiters: Vec::new(),
+            room_waiters: WakerList::default(),
             udp_claimed: false,
             icmp_claimed: false,
             udp_stats: UdpStats::default(),
@@ -130,8 +132,8 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             ingress: VecDeque::with_capacity(config.ingress_queue),
             config,
             device,
-            ingress_waker: WakerSlot::default(),
-            egress_waker: WakerSlot::default(),
+            ingress_waiters: WakerList::default(),
+            egress_waiters: WakerList::default(),
             runner_waker: WakerSlot::default(),
             egress_blocked: false,
             packets_in: 0,
@@ -198,11 +200,11 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// `Ready` when the ingress queue has room for a packet; otherwise registers the waker,
     /// which is woken when the runner has made room.
     pub fn poll_ingress_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.with(|inner, _| {
+        self.with(|inner, wake| {
             if inner.ingress.len() < inner.config.ingress_queue {
                 Poll::Ready(())
             } else {
-                inner.ingress_waker.register(cx.waker());
+                inner.ingress_waiters.register(cx.waker(), wake);
                 Poll::Pending
             }
         })
@@ -233,7 +235,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         self.with(|inner, wake| match inner.pop_egress(wake) {
             Some(p) => Poll::Ready(p),
             None => {
-                inner.egress_waker.register(cx.waker());
+                inner.egress_waiters.register(cx.waker(), wake);
                 Poll::Pending
             }
         })
@@ -259,7 +261,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                 }
             }
             if n == 0 {
-                inner.egress_waker.register(cx.waker());
+                inner.egress_waiters.register(cx.waker(), wake);
                 Poll::Pending
             } else {
                 Poll::Ready(n)
@@ -449,9 +451,7 @@ impl Inner {
             self.egress_blocked = false;
             wake.take_from(&mut self.runner_waker);
         }
-        for w in self.room_waiters.drain(..) {
-            wake.push(w);
-        }
+        self.room_waiters.take_all(wake);
         Some(p)
     }
 
@@ -506,7 +506,7 @@ impl Inner {
             self.ingest(packet, now, wake);
         }
         if processed > 0 {
-            wake.take_from(&mut self.ingress_waker);
+            self.ingress_waiters.take_all(wake);
         }
 
         // Service the shards with work: transmit, then run their connection tables.
@@ -521,7 +521,7 @@ impl Inner {
         self.dirty.drain(..serviced);
 
         if !self.device.egress.is_empty() {
-            wake.take_from(&mut self.egress_waker);
+            self.egress_waiters.take_all(wake);
         }
 
         let more = (!self.ingress.is_empty() || !self.dirty.is_empty()) && !self.egress_blocked;
@@ -725,7 +725,7 @@ impl Inner {
             |buf| fill_echo_reply(buf, request, src, dst),
         )?;
         self.icmp_stats.echo_replies += 1;
-        wake.take_from(&mut self.egress_waker);
+        self.egress_waiters.take_all(wake);
         Ok(())
     }
 
@@ -745,7 +745,7 @@ impl Inner {
         }
         let l4_len = 8 + payload.len();
         if !self.egress_has_room_for(self.emitter.packet_count(src.addr, l4_len)) {
-            self.wait_for_room(cx, wake);
+            self.room_waiters.register(cx.waker(), wake);
             return Poll::Pending;
         }
         let r = self.emitter.emit(
@@ -758,22 +758,9 @@ impl Inner {
         );
         if r.is_ok() {
             self.udp_stats.datagrams_out += 1;
-            wake.take_from(&mut self.egress_waker);
+            self.egress_waiters.take_all(wake);
         }
         Poll::Ready(r)
-    }
-
-    /// Registers a task waiting for egress room. The list is bounded: past 64 waiters the
-    /// oldest is woken at once to retry, so the list never grows with the number of tasks.
-    fn wait_for_room(&mut self, cx: &mut Context<'_>, wake: &mut WakeBatch) {
-        if self.room_waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            return;
-        }
-        if self.room_waiters.len() >= 64 {
-            let oldest = self.room_waiters.remove(0);
-            wake.push(oldest);
-        }
-        self.room_waiters.push(cx.waker().clone());
     }
 }
 

@@ -226,3 +226,36 @@ fn half_open_connection_expires_under_simulated_time() {
     assert_eq!(stats.tcp.syn_expired, 1);
     assert_eq!(status.deadline, None, "nothing left to time");
 }
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(core::sync::atomic::AtomicUsize);
+
+impl alloc::task::Wake for CountingWaker {
+    fn wake(self: alloc::sync::Arc<Self>) {
+        self.0.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (alloc::sync::Arc<CountingWaker>, Waker) {
+    let counter = alloc::sync::Arc::new(CountingWaker(core::sync::atomic::AtomicUsize::new(0)));
+    (counter.clone(), Waker::from(counter))
+}
+
+#[test]
+fn every_packet_source_waiting_for_ingress_room_is_woken() {
+    // Two clones of a packet sink (a TUN reader and an injector, say) wait on a full queue at
+    // once; a single waker slot would forget one of them and stall it forever.
+    let stack = LocalStack::new(Config::default().ingress_queue(1), ManualClock::default());
+    stack.push_ingress(alloc::vec![0u8; 20]).unwrap();
+    let (a, waker_a) = counting_waker();
+    let (b, waker_b) = counting_waker();
+    assert!(stack
+        .poll_ingress_ready(&mut Context::from_waker(&waker_a))
+        .is_pending());
+    assert!(stack
+        .poll_ingress_ready(&mut Context::from_waker(&waker_b))
+        .is_pending());
+    let _ = stack.poll_runner(&mut Context::from_waker(Waker::noop()));
+    let woken = |c: &CountingWaker| c.0.load(core::sync::atomic::Ordering::SeqCst);
+    assert_eq!((woken(&a), woken(&b)), (1, 1));
+}

@@ -33,6 +33,38 @@ impl WakerSlot {
     }
 }
 
+/// Several tasks waiting for the same condition (room in a queue, a packet to take): each is
+/// kept once, and all are woken together. Bounded: past `WAITERS` tasks the oldest is woken at
+/// once to poll again, so the list never grows with the number of tasks, and no task is ever
+/// forgotten (it is either listed or woken).
+#[derive(Default, Debug)]
+pub(crate) struct WakerList {
+    wakers: Vec<Waker>,
+}
+
+/// Most tasks a [`WakerList`] holds.
+const WAITERS: usize = 32;
+
+impl WakerList {
+    /// Adds `waker` unless a waker for the same task is listed.
+    pub(crate) fn register(&mut self, waker: &Waker, wake: &mut WakeBatch) {
+        if self.wakers.iter().any(|w| w.will_wake(waker)) {
+            return;
+        }
+        if self.wakers.len() >= WAITERS {
+            wake.push(self.wakers.remove(0));
+        }
+        self.wakers.push(waker.clone());
+    }
+
+    /// Moves every listed waker into `wake`.
+    pub(crate) fn take_all(&mut self, wake: &mut WakeBatch) {
+        for w in self.wakers.drain(..) {
+            wake.push(w);
+        }
+    }
+}
+
 /// Wakers collected under the lock, woken after it is released.
 ///
 /// It allocates only when it holds more than one waker, which is rare on the packet path.
