@@ -92,3 +92,119 @@ pub async fn relay(inbound: TcpStream, target: SocketAddr) -> io::Result<(u64, u
     };
     futures::future::try_join(up, down).await
 }
+
+/// Datagrams buffered per UDP flow on their way out; more are dropped, as on a busy network.
+const UDP_FLOW_QUEUE: usize = 64;
+
+/// Relays every datagram of `socket`, one outbound async-io UDP socket per (source,
+/// destination) flow, to `target(original destination)`; replies go back to the flow's source
+/// as if from its destination. A flow closes after `idle` without traffic; at most
+/// `max_flows` are open (datagrams of further flows are dropped). Runs until cancelled.
+pub async fn relay_udp(
+    ex: Rc<LocalExecutor<'static>>,
+    socket: netstack_smol::local::UdpSocket,
+    target: impl Fn(SocketAddr) -> SocketAddr,
+    idle: std::time::Duration,
+    max_flows: usize,
+) {
+    use futures::channel::mpsc;
+    use std::collections::HashMap;
+
+    let (rx, tx) = socket.split();
+    let mut flows: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>> = HashMap::new();
+    loop {
+        let netstack_smol::Datagram { payload, src, dst } = rx.recv().await;
+        let key = (src, dst);
+        if let Some(flow) = flows.get_mut(&key) {
+            match flow.try_send(payload) {
+                Ok(()) => continue,
+                Err(e) if e.is_full() => continue, // dropped: the flow is saturated
+                Err(e) => {
+                    // The flow timed out: start a new one with this datagram.
+                    flows.remove(&key);
+                    let payload = e.into_inner();
+                    open_udp_flow(&ex, &mut flows, &tx, &target, idle, max_flows, key, payload);
+                    continue;
+                }
+            }
+        }
+        open_udp_flow(&ex, &mut flows, &tx, &target, idle, max_flows, key, payload);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn open_udp_flow(
+    ex: &LocalExecutor<'static>,
+    flows: &mut std::collections::HashMap<
+        (SocketAddr, SocketAddr),
+        futures::channel::mpsc::Sender<Vec<u8>>,
+    >,
+    back: &netstack_smol::local::UdpSendHalf,
+    target: &impl Fn(SocketAddr) -> SocketAddr,
+    idle: std::time::Duration,
+    max_flows: usize,
+    key: (SocketAddr, SocketAddr),
+    first: Vec<u8>,
+) {
+    if flows.len() >= max_flows {
+        flows.retain(|_, f| !f.is_closed());
+        if flows.len() >= max_flows {
+            return;
+        }
+    }
+    let (mut sender, mut outgoing) = futures::channel::mpsc::channel(UDP_FLOW_QUEUE);
+    // A fresh channel has room for the first datagram.
+    let _ = sender.try_send(first);
+    flows.insert(key, sender);
+    let (src, dst) = key;
+    let to = target(dst);
+    let back = back.clone();
+    ex.spawn(async move {
+        let bind: SocketAddr = if to.is_ipv4() {
+            "0.0.0.0:0".parse().expect("valid")
+        } else {
+            "[::]:0".parse().expect("valid")
+        };
+        let Ok(socket) = Async::<std::net::UdpSocket>::bind(bind) else {
+            return;
+        };
+        if socket.get_ref().connect(to).is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 65536];
+        /// What woke the flow.
+        enum Step {
+            Out(Option<Vec<u8>>),
+            In(io::Result<usize>),
+            Idle,
+        }
+        loop {
+            use futures::future::{select, Either};
+            let step = match select(
+                select(outgoing.next(), Box::pin(socket.recv(&mut buf))),
+                async_io::Timer::after(idle),
+            )
+            .await
+            {
+                Either::Left((Either::Left((d, _)), _)) => Step::Out(d),
+                Either::Left((Either::Right((r, _)), _)) => Step::In(r),
+                Either::Right(_) => Step::Idle,
+            };
+            match step {
+                Step::Out(Some(d)) => {
+                    // A failed send is a lost datagram, as on a real network.
+                    let _ = socket.send(&d).await;
+                }
+                // An error is an ICMP error for an earlier datagram: keep the flow.
+                Step::In(Ok(n)) => {
+                    if back.send_to(&buf[..n], dst, src).await.is_err() {
+                        return;
+                    }
+                }
+                Step::In(Err(_)) => {}
+                Step::Out(None) | Step::Idle => return,
+            }
+        }
+    })
+    .detach();
+}

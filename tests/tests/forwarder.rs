@@ -163,8 +163,13 @@ impl Forwarder {
     /// Enters a new namespace on this thread, starts `tun_forward --tun tunf <args>`, waits
     /// for `ready` and configures the kernel side of the link.
     fn start(args: &[&str]) -> Forwarder {
+        Self::start_binary(tun_forward_binary(), args)
+    }
+
+    /// As [`Forwarder::start`], for the forwarder binary at `binary`.
+    fn start_binary(binary: PathBuf, args: &[&str]) -> Forwarder {
         enter_new_netns().expect("new network namespace");
-        let mut child = Command::new(tun_forward_binary())
+        let mut child = Command::new(binary)
             .args(["--tun", "tunf"])
             .args(args)
             .stdout(Stdio::piped())
@@ -203,11 +208,15 @@ fn run(program: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-#[test]
-fn tun_forward_answers_dig_and_ping() {
-    std::thread::spawn(|| {
-        let fwd = Forwarder::start(&["--redirect", "127.0.0.1"]);
-        let pid_file = format!("/tmp/netstack-test-dnsmasq-{}.pid", std::process::id());
+/// DNS over UDP (v4 and v6) and ping through the forwarder at `binary`.
+fn dig_and_ping(binary: fn() -> PathBuf) {
+    std::thread::spawn(move || {
+        let fwd = Forwarder::start_binary(binary(), &["--redirect", "127.0.0.1"]);
+        let pid_file = format!(
+            "/tmp/netstack-test-dnsmasq-{}-{:?}.pid",
+            std::process::id(),
+            std::thread::current().id()
+        );
         let dns = Command::new("dnsmasq")
             .args(["--keep-in-foreground", "--no-resolv", "--no-hosts"])
             .args([
@@ -242,6 +251,16 @@ fn tun_forward_answers_dig_and_ping() {
     })
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+#[test]
+fn tun_forward_answers_dig_and_ping() {
+    dig_and_ping(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_answers_dig_and_ping() {
+    dig_and_ping(tun_forward_smol_binary);
 }
 
 #[test]

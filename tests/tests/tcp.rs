@@ -388,6 +388,38 @@ fn connection_cap_refuses_excess_syns_with_rst() {
 }
 
 #[test]
+fn buffer_budget_refuses_syns_beyond_it_with_rst() {
+    run_in_netns(net(1500), 2, |tun| async move {
+        // Room for exactly three connections' buffers.
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::default()
+                .tcp_rx_buffer(64 * 1024)
+                .tcp_tx_buffer(64 * 1024)
+                .tcp_buffer_budget(3 * 128 * 1024),
+        );
+        let listener = fx.listener;
+        timeout(LIMIT, async {
+            let mut held = Vec::new();
+            for i in 0..3 {
+                let c = TcpStream::connect(v4(100 + i)).await.unwrap();
+                let (s, _) = listener.accept().await.unwrap();
+                held.push((c, s));
+            }
+            let err = TcpStream::connect(v4(110))
+                .await
+                .expect_err("a fourth connection would exceed the budget");
+            assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        })
+        .await
+        .expect("timed out");
+        let s = fx.stack.stats();
+        assert!(s.tcp.refused_memory_budget >= 1, "{s}");
+        assert_eq!(s.tcp.refused_connection_limit, 0, "{s}");
+    });
+}
+
+#[test]
 fn syn_backlog_is_bounded_and_expires() {
     run_in_netns(net(1500), 2, |tun| async move {
         let fx = Fixture::start(

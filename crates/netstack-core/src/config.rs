@@ -24,6 +24,12 @@ pub struct Config {
     /// Maximum number of TCP connections in any state (half-open, established, closing,
     /// abandoned). SYNs beyond it are answered with RST. Default 4096.
     pub max_connections: usize,
+    /// Global budget, in bytes, for the buffers of all TCP connections together (each
+    /// connection holds `tcp_rx_buffer + tcp_tx_buffer` from its SYN until it is gone). A SYN
+    /// that would exceed it is refused with RST (`tcp.refused_memory_budget`); buffers of
+    /// existing connections never shrink. Default 1 GiB (2048 connections at the default
+    /// buffer sizes; pages a connection never touches cost no RAM).
+    pub tcp_buffer_budget: usize,
     /// Maximum number of half-open connections (SYN received, handshake not complete). SYNs
     /// beyond it are answered with RST. Default 256.
     pub syn_backlog: usize,
@@ -85,6 +91,7 @@ impl Default for Config {
             tcp_rx_buffer: 256 * 1024,
             tcp_tx_buffer: 256 * 1024,
             max_connections: 4096,
+            tcp_buffer_budget: 1 << 30,
             syn_backlog: 256,
             syn_timeout: Duration::from_secs(5),
             accept_queue: 256,
@@ -134,6 +141,8 @@ setter! {
     tcp_tx_buffer: usize,
     /// Sets [`Config::max_connections`].
     max_connections: usize,
+    /// Sets [`Config::tcp_buffer_budget`].
+    tcp_buffer_budget: usize,
     /// Sets [`Config::syn_backlog`].
     syn_backlog: usize,
     /// Sets [`Config::syn_timeout`].

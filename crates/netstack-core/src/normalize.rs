@@ -199,3 +199,84 @@ fn normalize_ipv6(packet: Packet, reassembler: &mut Reassembler, now: Instant) -
         Normalized::Plain(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use smoltcp::time::Duration;
+
+    /// An IPv6 UDP packet whose fixed header is followed by `ext` (each `(next, body)` pair is
+    /// one extension header; bodies are padded to 8-byte units by the caller).
+    fn ipv6_with(ext: &[(u8, &[u8])], payload: &[u8]) -> Packet {
+        let first = ext.first().map_or(17, |&(nh, _)| nh);
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, first, 64];
+        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        for (i, &(_, body)) in ext.iter().enumerate() {
+            let next = ext.get(i + 1).map_or(17, |&(nh, _)| nh);
+            p.push(next);
+            p.push(((body.len() + 2) / 8 - 1) as u8);
+            p.extend_from_slice(body);
+        }
+        p.extend_from_slice(payload);
+        let len = (p.len() - 40) as u16;
+        p[4..6].copy_from_slice(&len.to_be_bytes());
+        p
+    }
+
+    fn normalize_one(p: Packet) -> Normalized {
+        let mut r = Reassembler::new(4, 1 << 16, Duration::from_secs(1));
+        normalize(p, &mut r, Instant::ZERO)
+    }
+
+    #[test]
+    fn hop_by_hop_routing_and_destination_options_are_walked_and_removed() {
+        let payload = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        let six = [0u8; 6]; // PadN-style filler: 2 + 6 = one 8-byte unit
+        let p = ipv6_with(
+            &[
+                (HOP_BY_HOP, &six),
+                (ROUTING, &six),
+                (DESTINATION_OPTIONS, &six),
+            ],
+            &payload,
+        );
+        match normalize_one(p) {
+            Normalized::Plain(out) => {
+                assert_eq!(out[6], 17, "the transport is now the next header");
+                assert_eq!(&out[4..6], &8u16.to_be_bytes());
+                assert_eq!(&out[40..], &payload);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn endless_or_truncated_extension_chains_are_malformed() {
+        let six = [0u8; 6];
+        let chain: alloc::vec::Vec<(u8, &[u8])> = (0..MAX_EXTENSION_HEADERS + 2)
+            .map(|_| (DESTINATION_OPTIONS, &six[..]))
+            .collect();
+        assert!(matches!(
+            normalize_one(ipv6_with(&chain, &[])),
+            Normalized::Drop(DropReason::Malformed)
+        ));
+        // A header length pointing past the end of the packet.
+        let mut p = ipv6_with(&[(HOP_BY_HOP, &six)], &[]);
+        p[41] = 200;
+        assert!(matches!(
+            normalize_one(p),
+            Normalized::Drop(DropReason::Malformed)
+        ));
+    }
+
+    #[test]
+    fn plain_packets_pass_through_untouched() {
+        let p = ipv6_with(&[], &[9u8; 8]);
+        match normalize_one(p.clone()) {
+            Normalized::Plain(out) => assert_eq!(out, p),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -77,6 +77,9 @@ pub struct TcpStats {
     pub accepted: u64,
     /// SYNs refused with RST because `max_connections` was reached.
     pub refused_connection_limit: u64,
+    /// SYNs refused with RST because the connections' buffers would exceed
+    /// `tcp_buffer_budget`.
+    pub refused_memory_budget: u64,
     /// SYNs refused with RST because the SYN backlog was full.
     pub refused_syn_backlog: u64,
     /// Completed handshakes reset because the accept queue was full.
@@ -103,6 +106,7 @@ impl TcpStats {
         self.accepted += other.accepted;
         self.refused_connection_limit += other.refused_connection_limit;
         self.refused_syn_backlog += other.refused_syn_backlog;
+        self.refused_memory_budget += other.refused_memory_budget;
         self.refused_accept_queue += other.refused_accept_queue;
         self.syn_expired += other.syn_expired;
         self.duplicate_syns += other.duplicate_syns;
@@ -179,10 +183,11 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "tcp: accepted {}, refused (limit {}, backlog {}, accept queue {}), syn expired {}, \
-             duplicate syns {}, close expired {}",
+            "tcp: accepted {}, refused (limit {}, memory budget {}, backlog {}, accept queue {}), \
+             syn expired {}, duplicate syns {}, close expired {}",
             t.accepted,
             t.refused_connection_limit,
+            t.refused_memory_budget,
             t.refused_syn_backlog,
             t.refused_accept_queue,
             t.syn_expired,

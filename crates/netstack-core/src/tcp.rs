@@ -177,6 +177,11 @@ impl TcpTable {
             self.stats.refused_connection_limit += 1;
             return SynOutcome::Refused;
         }
+        let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
+        if (total + 1).saturating_mul(per_connection) > config.tcp_buffer_budget {
+            self.stats.refused_memory_budget += 1;
+            return SynOutcome::Refused;
+        }
         if total_syn_received >= config.syn_backlog {
             self.stats.refused_syn_backlog += 1;
             return SynOutcome::Refused;

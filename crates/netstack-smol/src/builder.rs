@@ -113,6 +113,9 @@ impl<F: Flavor> StackBuilder<F> {
         /// TCP socket tables connections are spread over (default 64). See
         /// [`Config::tcp_shards`].
         tcp_shards: usize,
+        /// Global byte budget for connection buffers (default 1 GiB). See
+        /// [`Config::tcp_buffer_budget`].
+        tcp_buffer_budget: usize,
     }
 
     /// Builds the stack. Spawn the [`Runner`] on the executor (a `Send` future in the `Send`

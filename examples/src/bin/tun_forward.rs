@@ -36,6 +36,8 @@ async fn main() -> std::io::Result<()> {
         .tcp_rx_buffer(args.tcp_buffer())
         .tcp_tx_buffer(args.tcp_buffer())
         .max_connections(args.max_connections)
+        // The connection cap is the limit users set here; size the byte budget to match it.
+        .tcp_buffer_budget(args.max_connections * 2 * args.tcp_buffer())
         .icmp_echo(icmp_echo)
         .run();
     let stats = stack.clone();

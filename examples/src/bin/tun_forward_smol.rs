@@ -20,17 +20,17 @@ use clap::Parser;
 use futures::future::{select, Either};
 use futures::StreamExt;
 use netstack_examples::forward::Args;
-use netstack_examples::smol_local::{relay, wire};
+use netstack_examples::smol_local::{relay, relay_udp, wire};
 use netstack_examples::tun_async_io::AsyncIoTun;
 use netstack_smol::local::StackBuilder;
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let ex = LocalExecutor::new();
-    async_io::block_on(ex.run(forward(&ex, args)))
+    let ex = Rc::new(LocalExecutor::new());
+    async_io::block_on(ex.run(forward(ex.clone(), args)))
 }
 
-async fn forward(ex: &LocalExecutor<'static>, args: Args) -> std::io::Result<()> {
+async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<()> {
     // Registered before anything else, so that a signal right after `ready` is not lost.
     let mut signals = Signals::new([Signal::Int, Signal::Term])?;
     let tun = Rc::new(AsyncIoTun::create(&args.tun, args.mtu)?);
@@ -42,7 +42,16 @@ async fn forward(ex: &LocalExecutor<'static>, args: Args) -> std::io::Result<()>
         .build();
     ex.spawn(runner).detach();
     let stats = stack.clone();
-    let (pump_in, pump_out) = wire(ex, tun, stack);
+    let udp = stack.udp_socket()?;
+    let udp_args = args.clone();
+    let udp_relay = ex.spawn(relay_udp(
+        ex.clone(),
+        udp,
+        move |dst| udp_args.target(dst),
+        std::time::Duration::from_secs(args.udp_idle_timeout),
+        args.max_udp_flows,
+    ));
+    let (pump_in, pump_out) = wire(&ex, tun, stack);
     println!("ready");
 
     // Accept until SIGINT or SIGTERM.
@@ -58,7 +67,7 @@ async fn forward(ex: &LocalExecutor<'static>, args: Args) -> std::io::Result<()>
         })
         .detach();
     }
-    drop((pump_in, pump_out)); // cancels the pumps
+    drop((pump_in, pump_out, udp_relay)); // cancels the pumps and the UDP relay
     eprintln!("{}", stats.stats());
     Ok(())
 }
