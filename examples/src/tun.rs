@@ -87,6 +87,31 @@ impl Tun {
         }
     }
 
+    /// Waits for at least one packet, then reads every packet that is ready (at most `max`)
+    /// into `out`, one buffer of up to `capacity` bytes each: one readiness wait per batch
+    /// instead of per packet.
+    pub async fn recv_many(
+        &self,
+        out: &mut std::collections::VecDeque<Vec<u8>>,
+        max: usize,
+        capacity: usize,
+    ) -> io::Result<()> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            while out.len() < max {
+                let mut buf = Vec::with_capacity(capacity);
+                match guard.try_io(|inner| read_fd_into(inner.get_ref().as_raw_fd(), &mut buf)) {
+                    Ok(Ok(())) => out.push_back(buf),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_would_block) => break,
+                }
+            }
+            if !out.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
     /// Writes one packet and returns the number of bytes written.
     pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
         loop {
@@ -225,6 +250,22 @@ pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     } else {
         Ok(n as usize)
     }
+}
+
+/// One non-blocking `read(2)` into the spare capacity of `buf` (no zeroing of the buffer
+/// first: a 64 KiB buffer per packet would otherwise be cleared for every 52-byte ACK).
+pub(crate) fn read_fd_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<()> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is a writable region of `spare.len()` bytes owned by `buf` for the whole
+    // call (read(2) writes at most that many), and `fd` is open (borrowed from the caller).
+    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: read(2) initialised the first `n` bytes of the spare capacity, and
+    // `n <= spare.len()`, so the new length is within the capacity and fully initialised.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(())
 }
 
 /// One non-blocking `write(2)`.

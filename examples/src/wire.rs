@@ -3,11 +3,14 @@
 use std::io;
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use netstack_tokio::Stack;
 use tokio::task::JoinHandle;
 
 use crate::tun::Tun;
+
+/// Packets moved from the device to the stack per batch.
+const BATCH: usize = 32;
 
 /// Spawns the two packet pumps between `tun` and `stack`: device → stack and stack → device.
 ///
@@ -22,12 +25,11 @@ pub fn wire(
     let inbound = tokio::spawn(async move {
         // Room for the largest packet the device can deliver.
         let capacity = reader.mtu() as usize + 64;
+        // Packets read per readiness wake-up and handed to the stack under one lock.
+        let mut batch = std::collections::VecDeque::with_capacity(BATCH);
         loop {
-            // One allocation per packet: the buffer is handed to the stack by value.
-            let mut buf = vec![0u8; capacity];
-            let n = reader.recv(&mut buf).await?;
-            buf.truncate(n);
-            sink.feed(buf).await?;
+            reader.recv_many(&mut batch, BATCH, capacity).await?;
+            sink.send_batch(&mut batch).await;
         }
     });
     let outbound = tokio::spawn(async move {

@@ -80,7 +80,7 @@ pub struct Config {
     pub filter: IpFilter,
     /// Number of TCP socket tables (shards) a connection can hash to. smoltcp scans a whole
     /// table per packet, so more shards keep the per-packet cost flat with many connections.
-    /// Default 64 (a few KiB each).
+    /// Default 256 (a few KiB each).
     pub tcp_shards: usize,
 }
 
@@ -112,7 +112,7 @@ impl Default for Config {
             reassembly_max_bytes: 1 << 20,
             reassembly_timeout: Duration::from_secs(10),
             filter: IpFilter::default(),
-            tcp_shards: 64,
+            tcp_shards: 256,
         }
     }
 }

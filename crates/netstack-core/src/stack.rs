@@ -228,6 +228,32 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         })
     }
 
+    /// Moves packets from the front of `packets` into the ingress queue, as many as fit, under
+    /// one lock acquisition; returns how many it took. If the queue filled up before `packets`
+    /// was empty, registers the waker (woken when the runner has made room). Nothing is dropped:
+    /// what did not fit stays in `packets`.
+    pub fn poll_push_ingress_batch(
+        &self,
+        cx: &mut Context<'_>,
+        packets: &mut alloc::collections::VecDeque<Packet>,
+    ) -> usize {
+        self.with(|inner, wake| {
+            let room = inner
+                .config
+                .ingress_queue
+                .saturating_sub(inner.ingress.len());
+            let n = room.min(packets.len());
+            inner.ingress.extend(packets.drain(..n));
+            if n > 0 {
+                wake.take_from(&mut inner.runner_waker);
+            }
+            if !packets.is_empty() {
+                inner.ingress_waiters.register(cx.waker(), wake);
+            }
+            n
+        })
+    }
+
     // ----- packets out -----
 
     /// Takes the next outgoing packet, or registers the waker until there is one.

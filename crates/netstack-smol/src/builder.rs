@@ -110,7 +110,7 @@ impl<F: Flavor> StackBuilder<F> {
         reassembly_timeout: Duration,
         /// IP filter (default: allow all). See [`Config::filter`].
         filter: netstack_core::IpFilter,
-        /// TCP socket tables connections are spread over (default 64). See
+        /// TCP socket tables connections are spread over (default 256). See
         /// [`Config::tcp_shards`].
         tcp_shards: usize,
         /// Global byte budget for connection buffers (default 1 GiB). See

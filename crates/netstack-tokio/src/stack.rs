@@ -77,6 +77,20 @@ impl<F: Flavor> PacketSink<F> {
     pub fn stats(&self) -> Stats {
         self.core.stats()
     }
+
+    /// Moves every packet of `packets` into the stack, waiting while its ingress queue is full:
+    /// one lock acquisition per batch instead of two per packet (`poll_ready` + `start_send`).
+    pub async fn send_batch(&mut self, packets: &mut VecDeque<Packet>) {
+        std::future::poll_fn(|cx| {
+            self.core.poll_push_ingress_batch(cx, packets);
+            if packets.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 impl<F: Flavor> Sink<Packet> for PacketSink<F> {
