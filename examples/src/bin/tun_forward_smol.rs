@@ -1,13 +1,12 @@
-//! `tun_forward_smol`: the TUN-to-TCP forwarder of `tun_forward`, on one thread.
+//! `tun_forward_smol`: the TUN forwarder of `tun_forward`, on one thread.
 //!
 //! ```text
 //! tun_forward_smol --tun NAME [--mtu N] [--redirect IP]
 //! ```
 //!
-//! Same command line and TCP behaviour as `tun_forward` (UDP and ICMP are not relayed yet: the
-//! smol adapter has no UDP/ICMP sockets so far, and their options are accepted and ignored),
-//! but everything (the stack's runner, the
-//! packet pumps, every relay) runs on a single-thread `async_executor::LocalExecutor` over
+//! Same command line, TCP and UDP behaviour as `tun_forward` (pings are answered by the stack;
+//! `--icmp forward` is accepted but not implemented here), but everything (the stack's runner,
+//! the packet pumps, every relay) runs on a single-thread `async_executor::LocalExecutor` over
 //! async-io, with the `!Send` stack from `netstack_smol::local`: an `Rc` and no locking.
 //! Prints `ready` on stdout once the device exists and the stack runs, and on SIGINT/SIGTERM
 //! prints the stack's counters on stderr and exits.
