@@ -170,6 +170,9 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                 bytes_in: inner.bytes_in,
                 packets_out: inner.packets_out,
                 bytes_out: inner.bytes_out,
+                ingress_queued: inner.ingress.len() as u64,
+                egress_queued: inner.device.egress.len() as u64,
+                egress_blocked: inner.egress_blocked,
                 drops: DropStats {
                     reassembly: inner.drops.reassembly + inner.reassembler.expired,
                     ..inner.drops

@@ -130,6 +130,12 @@ pub struct Stats {
     pub packets_out: u64,
     /// Bytes of the packets handed out of the stack.
     pub bytes_out: u64,
+    /// Packets waiting in the ingress queue now.
+    pub ingress_queued: u64,
+    /// Packets waiting in the egress queue now.
+    pub egress_queued: u64,
+    /// Whether the runner is waiting for the egress queue to drain.
+    pub egress_blocked: bool,
     /// Drops by reason.
     pub drops: DropStats,
     /// TCP connections.
@@ -148,8 +154,18 @@ impl fmt::Display for Stats {
         let t = &self.tcp;
         writeln!(
             f,
-            "packets: in {} ({} bytes), out {} ({} bytes)",
-            self.packets_in, self.bytes_in, self.packets_out, self.bytes_out
+            "packets: in {} ({} bytes), out {} ({} bytes); queued in {}, out {}{}",
+            self.packets_in,
+            self.bytes_in,
+            self.packets_out,
+            self.bytes_out,
+            self.ingress_queued,
+            self.egress_queued,
+            if self.egress_blocked {
+                " (egress full)"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             f,

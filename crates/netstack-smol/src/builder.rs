@@ -124,7 +124,7 @@ impl<F: Flavor> StackBuilder<F> {
     pub fn build(self) -> (Stack<F>, Runner<F>, TcpListener<F>) {
         let core = F::new_ptr(CoreStack::<F>::new(self.config, StdClock::new()));
         (
-            Stack::new(core.clone()),
+            Stack::<F>::new(core.clone()),
             Runner::new(core.clone()),
             TcpListener::new(core),
         )

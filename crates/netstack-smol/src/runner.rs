@@ -38,33 +38,34 @@ impl<F: Flavor> Future for Runner<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        loop {
-            if F::handles(&this.stack) == 1 {
-                return Poll::Ready(());
-            }
-            let status = this.stack.poll_runner(cx);
-            if status.more {
-                // Let the packet source and the application run before the next batch.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let Some(deadline) = status.deadline else {
-                if this.armed.take().is_some() {
-                    // Disarm, so that an old deadline cannot wake an idle stack.
-                    this.timer = Timer::never();
-                }
-                return Poll::Pending;
-            };
-            let at = this.stack.clock().to_std(deadline);
-            if this.armed != Some(at) {
-                this.timer.set_at(at);
-                this.armed = Some(at);
-            }
-            if Pin::new(&mut this.timer).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            // The timer fired and is spent; the next pass handles the deadline.
-            this.armed = None;
+        if F::handles(&this.stack) == 1 {
+            return Poll::Ready(());
         }
+        let status = this.stack.poll_runner(cx);
+        if status.more {
+            // Let the packet source and the application run before the next batch.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let Some(deadline) = status.deadline else {
+            if this.armed.take().is_some() {
+                // Disarm, so that an old deadline cannot wake an idle stack.
+                this.timer = Timer::never();
+            }
+            return Poll::Pending;
+        };
+        let at = this.stack.clock().to_std(deadline);
+        if this.armed != Some(at) {
+            this.timer.set_at(at);
+            this.armed = Some(at);
+        }
+        if Pin::new(&mut this.timer).poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The timer fired and is spent; the next pass, after yielding to the tasks this
+        // one woke, handles the deadline.
+        this.armed = None;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

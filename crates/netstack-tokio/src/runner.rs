@@ -37,30 +37,33 @@ impl<F: Flavor> Future for Runner<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        loop {
-            if F::handles(&this.stack) == 1 {
-                return Poll::Ready(());
-            }
-            let status = this.stack.poll_runner(cx);
-            if status.more {
-                // Let the packet source and the application run before the next batch.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let Some(deadline) = status.deadline else {
-                // Park the timer far away so that an old deadline cannot wake an idle stack.
-                this.timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + IDLE);
-                return Poll::Pending;
-            };
-            let at = this.stack.clock().to_tokio(deadline);
-            if this.timer.deadline() != at {
-                this.timer.as_mut().reset(at);
-            }
-            if this.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
+        if F::handles(&this.stack) == 1 {
+            return Poll::Ready(());
         }
+        let status = this.stack.poll_runner(cx);
+        if status.more {
+            // Let the packet source and the application run before the next batch.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let Some(deadline) = status.deadline else {
+            // Park the timer far away so that an old deadline cannot wake an idle stack.
+            this.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + IDLE);
+            return Poll::Pending;
+        };
+        let at = this.stack.clock().to_tokio(deadline);
+        if this.timer.deadline() != at {
+            this.timer.as_mut().reset(at);
+        }
+        if this.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The deadline is due: run again, but only after yielding. Looping inside this
+        // poll would keep the tasks it just woke (queued behind it on this worker) from
+        // running for as long as deadlines keep falling due.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
