@@ -678,6 +678,7 @@ fn churn_of_10k_short_connections_leaves_every_table_empty_and_memory_flat() {
             StackBuilder::default()
                 .syn_backlog(4096)
                 .max_connections(8192)
+                .tcp_buffer_budget(8192 * 512 * 1024)
                 .syn_timeout(netstack_tokio::Duration::from_secs(1))
                 .close_timeout(netstack_tokio::Duration::from_secs(2)),
         );
