@@ -90,8 +90,11 @@ impl Fixture {
         tokio::spawn(async move {
             while let Some(packet) = stream.next().await {
                 for packet in out_tap(packet, &tun) {
-                    // The kernel refuses some packets (e.g. to addresses it cannot route): ignore.
-                    let _ = tun.send(&packet).await;
+                    // The kernel refuses some packets (e.g. to addresses it cannot route): report
+                    // them (a test that then stalls shows why) and go on.
+                    if let Err(e) = tun.send(&packet).await {
+                        eprintln!("TUN write of a {}-byte packet failed: {e}", packet.len());
+                    }
                 }
             }
         });

@@ -536,7 +536,13 @@ fn malformed_packets_are_counted_and_do_not_disturb_live_connections() {
         }
         match timeout(SHORT_LIMIT, transfer).await {
             Ok(r) => r.expect("live transfer failed"),
-            Err(_) => panic!("live transfer stalled: {}", fx.stack.stats()),
+            Err(_) => {
+                let mut state = String::new();
+                fx.stack
+                    .core()
+                    .describe(&mut |item| state.push_str(&format!("\n  {item:?}")));
+                panic!("live transfer stalled: {}{state}", fx.stack.stats())
+            }
         }
         let after = fx.stack.stats();
         assert_eq!(

@@ -198,6 +198,29 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         })
     }
 
+    /// Describes the stack's internal state to `f`, one line per item: each shard with work or
+    /// a deadline, then every connection as (id, phase, state, recv queue, send queue, read
+    /// waiting, write waiting, can recv, can send). For diagnosing stalls; the format is not
+    /// stable.
+    pub fn describe(&self, f: &mut dyn FnMut(&dyn core::fmt::Debug)) {
+        let now = self.clock.now();
+        self.inner.lock(|cell| {
+            let inner = cell.borrow();
+            f(&(
+                "now",
+                now,
+                "runner waiting",
+                inner.runner_waker.is_registered(),
+            ));
+            for (i, shard) in inner.shards.iter().enumerate() {
+                if shard.dirty || shard.deadline.is_some() || shard.tcp.len() > 0 {
+                    f(&("shard", i, shard.dirty, shard.deadline));
+                    shard.tcp.describe(&shard.sockets, f);
+                }
+            }
+        });
+    }
+
     // ----- packets in -----
 
     /// `Ready` when the ingress queue has room for a packet; otherwise registers the waker,

@@ -363,6 +363,28 @@ impl TcpTable {
         })
     }
 
+    /// Describes every connection of this shard to `f` (diagnostics).
+    pub(crate) fn describe(
+        &self,
+        sockets: &SocketSet<'static>,
+        f: &mut dyn FnMut(&dyn core::fmt::Debug),
+    ) {
+        for (id, conn) in &self.conns {
+            let socket = sockets.get::<tcp::Socket>(conn.socket);
+            f(&(
+                id,
+                conn.phase,
+                socket.state(),
+                socket.recv_queue(),
+                socket.send_queue(),
+                conn.read.is_registered(),
+                conn.write.is_registered(),
+                socket.can_recv(),
+                socket.can_send(),
+            ));
+        }
+    }
+
     /// Counts connections by phase into `stats`.
     pub(crate) fn snapshot(&self) -> TcpStats {
         let mut stats = self.stats;
