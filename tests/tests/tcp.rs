@@ -24,17 +24,6 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// How long the malformed-input test's transfer may take (it is small).
 const SHORT_LIMIT: Duration = Duration::from_secs(30);
 
-/// Serialises the tests that move tens of MiB and the one that checks a transfer's progress:
-/// run together on two cores they overflow the kernel's per-CPU receive backlog, and the
-/// packets it drops cost the stack seconds of retransmission timeouts (smoltcp's minimum RTO is
-/// 1 s), which would turn load into spurious timeouts.
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn v4(port: u16) -> SocketAddr {
     SocketAddr::new(STACK_V4.into(), port)
 }
@@ -96,7 +85,6 @@ fn echo_over_ipv6() {
 
 /// 64 MiB each way at the same time, byte-exact, with the stack's buffers sized for the MTU.
 fn bulk_both_directions(mtu: u32, len: usize) {
-    let _heavy = heavy();
     run_in_netns(net(mtu), 2, move |tun| async move {
         let buffer = (16 * mtu as usize).max(256 * 1024);
         let fx = Fixture::start(
@@ -507,7 +495,6 @@ fn idle_stack_runner_is_not_woken() {
 
 #[test]
 fn malformed_packets_are_counted_and_do_not_disturb_live_connections() {
-    let _heavy = heavy();
     run_in_netns(net(1500), 2, |tun| async move {
         let fx = Fixture::start(tun, StackBuilder::default());
         spawn_echo_server(fx.listener);

@@ -467,6 +467,14 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         })
     }
 
+    pub(crate) fn tcp_send_queue(&self, id: ConnId) -> usize {
+        self.inner.lock(|cell| {
+            let inner = cell.borrow();
+            let shard = &inner.shards[id.shard()];
+            shard.tcp.send_queue(id, &shard.sockets)
+        })
+    }
+
     pub(crate) fn tcp_shutdown_write(&self, id: ConnId) -> Result<(), TcpError> {
         self.with(|inner, wake| {
             let shard = &mut inner.shards[id.shard()];

@@ -478,6 +478,13 @@ impl TcpTable {
         }
     }
 
+    /// Bytes written to `id` and not yet acknowledged.
+    pub(crate) fn send_queue(&self, id: ConnId, sockets: &SocketSet<'static>) -> usize {
+        self.conns
+            .get(&id)
+            .map_or(0, |c| sockets.get::<tcp::Socket>(c.socket).send_queue())
+    }
+
     /// Queues a FIN after the data already written (half-close); reading continues.
     pub(crate) fn shutdown_write(
         &mut self,
@@ -607,6 +614,12 @@ impl<P: StackPtr> TcpConnection<P> {
     /// `ConnectionReset` if the connection is already gone.
     pub fn shutdown_write(&self) -> Result<(), TcpError> {
         Stack::tcp_shutdown_write(&self.stack, self.id)
+    }
+
+    /// Bytes written but not yet acknowledged by the peer (0 once everything was delivered,
+    /// or after the connection is gone).
+    pub fn send_queue(&self) -> usize {
+        Stack::tcp_send_queue(&self.stack, self.id)
     }
 
     /// Resets the connection: an RST is sent and buffered data discarded.

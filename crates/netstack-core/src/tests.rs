@@ -340,3 +340,76 @@ fn async_echo_runs_on_a_hand_written_executor_under_simulated_time() {
     assert_eq!(&echoed.borrow()[..], b"hello, executor");
     assert!(!peer.socket(h).may_recv(), "the stack's FIN arrived");
 }
+
+#[test]
+fn ack_on_a_segment_beyond_a_zero_window_is_not_ignored() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr};
+    // A tiny receive buffer that the peer fills, so the stack's window is zero.
+    let config = Config::default().tcp_rx_buffer(1024).tcp_tx_buffer(4096);
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 9);
+    let h = peer.connect(40003, target);
+    settle(&stack, &mut peer, &mut cx);
+    let conn = match LocalStack::poll_accept(&&stack, &mut cx) {
+        Poll::Ready(c) => c,
+        Poll::Pending => panic!("no connection"),
+    };
+    peer.socket(h).send_slice(&[7u8; 1024]).unwrap();
+    settle(&stack, &mut peer, &mut cx);
+    // The application writes but never reads: its data goes out, the stack's window stays 0.
+    assert_eq!(conn.poll_write(&mut cx, &[1u8; 100]), Poll::Ready(Ok(100)));
+    let _ = stack.poll_runner(&mut cx);
+    let mut data_segment = None;
+    while let Poll::Ready(p) = stack.poll_egress(&mut cx) {
+        let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        if tcp.payload().len() == 100 {
+            data_segment = Some((tcp.seq_number(), tcp.ack_number()));
+        }
+    }
+    let (seq, ack) = data_segment.expect("the stack sent the application's data");
+    assert_eq!(conn.send_queue(), 100);
+    // The peer acknowledges it on a pure ACK whose sequence number lies 4 bytes beyond the
+    // stack's (zero) window, as Linux does after sending into a window that was then shrunk.
+    let repr = TcpRepr {
+        src_port: 40003,
+        dst_port: 9,
+        control: TcpControl::None,
+        seq_number: ack + 4,
+        ack_number: Some(seq + 100),
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None, None, None],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: PEER,
+        dst_addr: TARGET,
+        next_header: IpProtocol::Tcp,
+        payload_len: repr.buffer_len(),
+        hop_limit: 64,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut buf = vec![0u8; ip.buffer_len() + repr.buffer_len()];
+    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+    ip.emit(&mut p, &caps);
+    repr.emit(
+        &mut TcpPacket::new_unchecked(p.payload_mut()),
+        &PEER.into(),
+        &TARGET.into(),
+        &caps,
+    );
+    stack.push_ingress(buf).unwrap();
+    let _ = stack.poll_runner(&mut cx);
+    assert_eq!(
+        conn.send_queue(),
+        0,
+        "the ACK must be processed even though its segment is outside the zero window"
+    );
+}
