@@ -37,7 +37,7 @@ use tokio::time::timeout;
 const LIMIT: Duration = Duration::from_secs(150);
 
 /// Upper bound for the 16 MiB transfers over the lossy link.
-const LOSSY_LIMIT: Duration = Duration::from_secs(1200);
+const LOSSY_LIMIT: Duration = Duration::from_secs(180);
 
 /// Serialises the tests of this file (see the module documentation).
 fn serial() -> MutexGuard<'static, ()> {
@@ -377,11 +377,11 @@ fn lossy_fixture(tun: Arc<netstack_tests::Tun>, seed: u64, builder: StackBuilder
     )
 }
 
-/// 16 MiB each way against the kernel over the lossy link. Too slow for CI: under 5 % loss
-/// the stack's sender recovers slowly (smoltcp: 1 s minimum RTO, no SACK-based recovery); the
-/// in-memory simulation measured ~18 KB/s per direction. Run it with `--ignored`.
+/// 16 MiB each way against the kernel over the lossy link (5 % loss each way, duplicates,
+/// reordering, delay spikes), with half-closes at the end. Took many minutes with smoltcp's
+/// stock loss recovery (1 s minimum RTO, Linux's duplicate ACKs not recognised); about 6 s
+/// with the netstack patches (see vendor/smoltcp, "netstack patch").
 #[test]
-#[ignore = "slow (many minutes) until loss recovery improves; run with --ignored"]
 fn lossy_tun_link_16mib_both_directions_byte_exact() {
     let _serial = serial();
     run_in_netns(TestNet::default(), 2, |tun| async move {

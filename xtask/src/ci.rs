@@ -19,6 +19,10 @@ const STEPS: &[(&str, &[&str])] = &[
     ),
     ("tests", &["test", "--workspace"]),
     (
+        "the patched smoltcp's own test suite",
+        &["xtask", "smoltcp-tests"],
+    ),
+    (
         "no_std build of netstack-core",
         &[
             "build",

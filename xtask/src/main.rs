@@ -7,6 +7,7 @@
 //! * `cargo xtask demo` runs `tun_forward` in a throw-away network namespace
 //!   and fetches files through it with `curl` over IPv4 and IPv6.
 //! * `cargo xtask fuzz [--seconds N]` runs every fuzz target for N seconds.
+//! * `cargo xtask smoltcp-tests` runs the test suite of the patched, vendored smoltcp.
 //! * `cargo xtask bench` benchmarks netstack against its peers through a TUN
 //!   device in private network namespaces (see `BENCHMARKS.md`).
 
@@ -19,6 +20,7 @@ mod ci;
 mod cross;
 mod demo;
 mod fuzz;
+mod smoltcp_tests;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -56,6 +58,9 @@ enum Command {
     /// Run every fuzz target of fuzz/ for a bounded time (cargo-fuzz on
     /// nightly if available, else the stable driver).
     Fuzz(fuzz::FuzzArgs),
+    /// Run the test suite of the patched smoltcp in vendor/smoltcp (it is not a workspace
+    /// member, so `cargo test --workspace` does not).
+    SmoltcpTests,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         Command::Cross(args) => cross::run(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::SmoltcpTests => smoltcp_tests::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

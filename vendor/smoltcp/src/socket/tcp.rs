@@ -152,7 +152,10 @@ const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
 // RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// netstack patch: 200 ms, Linux's TCP_RTO_MIN. A netstack's peer is usually on the same host
+// (a TUN device), RTTs are microseconds, and under loss a 1 s floor turned every lost
+// retransmission into a second of silence (2 MiB over a 5 % lossy link took 116 s).
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
@@ -523,6 +526,15 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// If a fast retransmit needs to occur
     pending_fast_retransmit: bool,
+    /// netstack patch (NewReno, RFC 6582): while in fast recovery, the highest sequence
+    /// number sent when recovery began. An ACK below it is a partial ACK: the next hole is
+    /// retransmitted at once instead of waiting for three more duplicates or the RTO.
+    recovery_point: Option<TcpSeqNumber>,
+    /// netstack patch: the highest sequence number sent when the last fast retransmission
+    /// left. A SACK block beyond it, while SND.UNA has not moved, means a segment sent after
+    /// the retransmission arrived and the retransmission itself was lost: resend it without
+    /// waiting for the RTO (the idea of RACK, RFC 8985, reduced to this one case).
+    retransmit_frontier: Option<TcpSeqNumber>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -614,6 +626,8 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
+            recovery_point: None,
+            retransmit_frontier: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -926,6 +940,8 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
+        self.recovery_point = None;
+        self.retransmit_frontier = None;
 
         #[cfg(feature = "async")]
         {
@@ -1399,9 +1415,18 @@ impl<'a> Socket<'a> {
     }
 
     fn cwnd_remaining(&self) -> usize {
+        // netstack patch: limited transmit (RFC 3042). The first two duplicate ACKs each let
+        // one new segment out beyond the congestion window, so that a loss in a small window
+        // still produces the three duplicates fast retransmit needs instead of an RTO.
+        let limited_transmit = if self.recovery_point.is_none() {
+            usize::from(self.local_rx_dup_acks.min(2)) * self.remote_mss
+        } else {
+            0
+        };
         self.congestion_controller
             .inner()
             .window()
+            .saturating_add(limited_transmit)
             .saturating_sub(self.flight_size())
     }
 
@@ -1712,6 +1737,7 @@ impl<'a> Socket<'a> {
         let segment_start = repr.seq_number;
         let segment_end = repr.seq_number + repr.payload.len();
 
+        let mut ack_beyond_window = false;
         let (payload, payload_offset) = match self.state {
             // In LISTEN and SYN-SENT states, we have not yet synchronized with the remote end.
             State::Listen | State::SynSent => (&[][..], 0),
@@ -1786,6 +1812,7 @@ impl<'a> Socket<'a> {
 
                 if !segment_in_window && ack_only {
                     net_debug!("zero-length segment beyond the window: processing its ACK only");
+                    ack_beyond_window = true;
                     (&[][..], 0)
                 } else if segment_in_window {
                     let overlap_start = window_start.max(segment_start);
@@ -2118,7 +2145,11 @@ impl<'a> Socket<'a> {
                     if repr.payload.is_empty()
                         && last_rx_ack == ack_number
                         && ack_number < self.remote_last_seq
-                        && !is_window_update =>
+                        // netstack patch: an ACK that SACKs data is a duplicate even if its
+                        // window changed (RFC 6675). Linux grows its window with every
+                        // segment it receives, out of order too, so without this no ACK from
+                        // a Linux receiver counts and every loss waits for the RTO.
+                        && (!is_window_update || repr.sack_ranges[0].is_some()) =>
                 {
                     // Increment duplicate ACK count
                     self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
@@ -2134,9 +2165,21 @@ impl<'a> Socket<'a> {
                         }
                     );
 
-                    if self.local_rx_dup_acks == 3 {
+                    // netstack patch: not again while recovering from the same loss
+                    // (partial ACKs drive the retransmissions then, RFC 6582 3.2).
+                    if self.local_rx_dup_acks == 3 && self.recovery_point.is_none() {
                         self.timer.set_for_fast_retransmit();
+                        self.recovery_point = Some(self.remote_last_seq);
                         net_debug!("started fast retransmit");
+                    } else if let Some(frontier) = self.retransmit_frontier {
+                        let sacked_beyond = repr.sack_ranges.iter().flatten().any(|&(_, right)| {
+                            TcpSeqNumber(right as i32) > frontier
+                        });
+                        if self.recovery_point.is_some() && sacked_beyond {
+                            net_debug!("fast retransmission lost, sending it again");
+                            self.retransmit_frontier = None;
+                            self.pending_fast_retransmit = true;
+                        }
                     }
 
                     // Notify of duplicate ACK
@@ -2156,6 +2199,17 @@ impl<'a> Socket<'a> {
                         net_debug!("reset duplicate ACK count");
                     }
                     self.local_rx_last_ack = Some(ack_number);
+
+                    // netstack patch (NewReno, RFC 6582 3.2): in fast recovery, an ACK
+                    // below the recovery point is partial: the segment at the new SND.UNA
+                    // was lost too, so retransmit it now. A full ACK ends recovery.
+                    if let Some(recover) = self.recovery_point {
+                        if ack_number >= recover {
+                            self.recovery_point = None;
+                        } else if ack_len > 0 {
+                            self.pending_fast_retransmit = true;
+                        }
+                    }
 
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
@@ -2223,6 +2277,11 @@ impl<'a> Socket<'a> {
 
         let payload_len = payload.len();
         if payload_len == 0 {
+            // netstack patch: the segment was not acceptable, only its ACK was used: still
+            // answer it as RFC 9293 3.10.7.4 asks (rate-limited like every challenge ACK).
+            if ack_beyond_window {
+                return self.challenge_ack_reply(cx, ip_repr, repr);
+            }
             return None;
         }
 
@@ -2504,6 +2563,9 @@ impl<'a> Socket<'a> {
                 // had sent them. This will cause all data in the queue
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
+                // netstack patch: a timeout ends fast recovery (RFC 6582 4.2 restarts it).
+                self.recovery_point = None;
+                self.retransmit_frontier = None;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -2655,6 +2717,7 @@ impl<'a> Socket<'a> {
                     repr.payload = self.tx_buffer.get_allocated(0, size);
 
                     self.pending_fast_retransmit = false;
+                    self.retransmit_frontier = Some(self.remote_last_seq);
 
                     0
                 } else {
@@ -7039,6 +7102,159 @@ mod test {
             ack_number: Some(LOCAL_SEQ + 1 + (3 * 5)),
             ..SEND_TEMPL
         });
+    }
+
+    /// Sends "aaaBBBcccDDD" (+ `more`) as 3-byte segments; the peer has acknowledged nothing.
+    fn netstack_patch_socket_with_flight(more: &[u8]) -> TestSocket {
+        let mut s = socket_established();
+        s.remote_mss = 3;
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        s.send_slice(b"aaaBBBcccDDD").unwrap();
+        s.send_slice(more).unwrap();
+        for (i, chunk) in [&b"aaa"[..], b"BBB", b"ccc", b"DDD"].iter().enumerate() {
+            recv!(s, time 1000, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 3 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload:    chunk,
+                ..RECV_TEMPL
+            }));
+        }
+        s
+    }
+
+    fn netstack_patch_sack(from: usize, to: usize) -> [Option<(u32, u32)>; 3] {
+        [
+            Some(((LOCAL_SEQ + 1 + from).0 as u32, (LOCAL_SEQ + 1 + to).0 as u32)),
+            None,
+            None,
+        ]
+    }
+
+    #[test]
+    fn test_netstack_patch_partial_ack_retransmits_the_next_hole() {
+        // "aaa" and "ccc" are lost.
+        let mut s = netstack_patch_socket_with_flight(b"");
+        for t in [1050, 1055, 1060] {
+            send!(s, time t, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+        // A partial ACK (RFC 6582): "ccc" is resent at once, not after three more
+        // duplicates or the RTO.
+        send!(s, time 1110, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1111, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ccc"[..],
+            ..RECV_TEMPL
+        }));
+        // The full ACK ends recovery.
+        send!(s, time 1120, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 12),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.recovery_point, None);
+    }
+
+    #[test]
+    fn test_netstack_patch_sack_dup_acks_count_although_the_window_grows() {
+        // A Linux receiver grows its window with every segment, out of order ones too.
+        let mut s = netstack_patch_socket_with_flight(b"");
+        for (i, t) in [1050, 1055, 1060].into_iter().enumerate() {
+            send!(s, time t, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 256 + 64 * i as u16,
+                sack_ranges: netstack_patch_sack(3, 6 + 3 * i),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    #[cfg(feature = "socket-tcp-reno")]
+    fn test_netstack_patch_limited_transmit_opens_one_segment_per_first_dup_ack() {
+        let mut s = netstack_patch_socket_with_flight(b"eeeFFF");
+        s.set_congestion_control(CongestionControl::Reno);
+        let base = s.cwnd_remaining();
+        for (dup, t) in [1050, 1055].into_iter().enumerate() {
+            send!(s, time t, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+            assert_eq!(s.cwnd_remaining(), base + 3 * (dup + 1));
+        }
+        // The third starts fast recovery: no more limited transmit.
+        send!(s, time 1060, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        assert!(s.recovery_point.is_some());
+        assert_eq!(s.cwnd_remaining(), base);
+    }
+
+    #[test]
+    fn test_netstack_patch_lost_fast_retransmission_is_resent_on_sack_evidence() {
+        let mut s = netstack_patch_socket_with_flight(b"eeeFFF");
+        for t in [1050, 1055, 1060] {
+            send!(s, time t, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+        }
+        // The retransmission of "aaa" (lost again), then new data.
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+        recv!(s, time 1105, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"eee"[..],
+            ..RECV_TEMPL
+        }));
+        // A duplicate ACK whose SACK block covers "eee", sent after the retransmission:
+        // the retransmission was lost. It goes again without waiting for the RTO.
+        send!(s, time 1110, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            sack_ranges: netstack_patch_sack(3, 15),
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1111, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
     }
 
     #[test]
