@@ -10,6 +10,7 @@ pub mod tun;
 #[cfg(target_os = "linux")]
 pub mod tun_async_io;
 
+pub mod allocator;
 pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod icmp_forward;

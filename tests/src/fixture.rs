@@ -141,11 +141,17 @@ impl Future for CountingRunner {
 /// Spawns an echo server on `listener`: every connection gets its bytes back, and a FIN once
 /// the peer's FIN arrived.
 pub fn spawn_echo_server(listener: TcpListener) {
+    spawn_echo_server_with_buffer(listener, 64 * 1024);
+}
+
+/// [`spawn_echo_server`] with a copy buffer of `buffer` bytes per connection (small for
+/// tests that measure memory: the buffer is the application's, not the stack's).
+pub fn spawn_echo_server_with_buffer(listener: TcpListener, buffer: usize) {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.into_split();
-                let mut buf = vec![0u8; 64 * 1024];
+                let mut buf = vec![0u8; buffer];
                 loop {
                     match r.read(&mut buf).await {
                         Ok(0) | Err(_) => break,

@@ -26,6 +26,8 @@ use tokio::signal::unix::{signal, SignalKind};
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    // Freed connection buffers go back to the system instead of staying in glibc's heaps.
+    netstack_examples::allocator::return_large_buffers_to_the_system();
     let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
     let icmp_echo = match args.icmp {
         IcmpMode::Reply => IcmpEchoMode::Reply,

@@ -25,6 +25,8 @@ use netstack_smol::local::StackBuilder;
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    // Freed connection buffers go back to the system instead of staying in glibc's heaps.
+    netstack_examples::allocator::return_large_buffers_to_the_system();
     let ex = Rc::new(LocalExecutor::new());
     async_io::block_on(ex.run(forward(ex.clone(), args)))
 }
