@@ -18,7 +18,7 @@ use netstack_tokio::{PacketSink, Runner, Stack, StackBuilder, Stats, TcpListener
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber,
+    TcpSeqNumber, UdpPacket, UdpRepr,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -182,6 +182,37 @@ pub fn is_syn(packet: &[u8]) -> bool {
         _ => return false,
     };
     matches!(TcpPacket::new_checked(segment), Ok(t) if t.syn() && !t.ack())
+}
+
+/// A UDP packet from `src` to `dst` (both IPv4) with a correct checksum.
+pub fn craft_udp_v4(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
+        panic!("craft_udp_v4 takes IPv4 addresses: {src} -> {dst}")
+    };
+    let udp = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
+    let ip = Ipv4Repr {
+        src_addr: s,
+        dst_addr: d,
+        next_header: IpProtocol::Udp,
+        payload_len: 8 + payload.len(),
+        hop_limit: 64,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut buf = vec![0u8; 20 + 8 + payload.len()];
+    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+    ip.emit(&mut p, &caps);
+    udp.emit(
+        &mut UdpPacket::new_unchecked(p.payload_mut()),
+        &s.into(),
+        &d.into(),
+        payload.len(),
+        |b| b.copy_from_slice(payload),
+        &caps,
+    );
+    buf
 }
 
 /// Builds a valid TCP SYN from `src` to `dst` (same IP version for both).

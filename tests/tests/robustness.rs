@@ -18,8 +18,8 @@ use std::time::{Duration, Instant as StdInstant};
 use futures::SinkExt;
 use netstack_core::{Config, Duration as CoreDuration, Stats, TcpError};
 use netstack_tests::fixture::{
-    assert_same_bytes, craft_syn, spawn_echo_server, spawn_echo_server_with_buffer, wait_for,
-    Fixture, STACK_V4,
+    assert_same_bytes, craft_syn, craft_udp_v4, spawn_echo_server, spawn_echo_server_with_buffer,
+    wait_for, Fixture, STACK_V4,
 };
 use netstack_tests::impair::{inbound_tap, outbound_tap, Impairer, Impairment};
 use netstack_tests::mem::{rss_kib, trim_heap};
@@ -599,6 +599,152 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
              (+{growth_mib:.1} MiB, bound +{bound_mib:.1} MiB)\n{s}",
             flood_time.as_secs_f64(),
             f64::from(SYNS) / flood_time.as_secs_f64(),
+            baseline / 1024,
+            peak / 1024,
+        );
+        assert!(
+            growth_mib <= bound_mib,
+            "RSS grew by {growth_mib:.1} MiB during the flood (bound {bound_mib:.1} MiB)"
+        );
+    });
+}
+
+#[test]
+fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_completes() {
+    let _serial = serial();
+    run_in_netns(TestNet::default(), 2, |tun| async move {
+        const DATAGRAMS: u32 = 100_000;
+        const PORTS: u32 = 5_000;
+        let (queue, queue_bytes) = (256, 1 << 20);
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::default()
+                .udp_queue(queue)
+                .udp_queue_bytes(queue_bytes),
+        );
+        spawn_echo_server(fx.listener);
+        let udp = fx.stack.udp_socket().expect("udp socket");
+        let data = pattern(41, 16 << 20);
+        let sent = data.clone();
+        let mut got = vec![1u8; data.len()];
+        got.clear();
+        let payload = vec![0x5au8; 512];
+        let stream = TcpStream::connect(v4(7)).await.expect("connect");
+        trim_heap();
+        let baseline = rss_kib();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (peak_rss, peak_queued, peak_bytes) = (
+            Arc::new(AtomicU64::new(baseline)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let sampler = {
+            let (stop, stack) = (stop.clone(), fx.stack.clone());
+            let (rss, queued, bytes) = (peak_rss.clone(), peak_queued.clone(), peak_bytes.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let s = stack.stats();
+                    queued.fetch_max(s.udp.queued, Ordering::Relaxed);
+                    bytes.fetch_max(s.udp.queued_bytes, Ordering::Relaxed);
+                    rss.fetch_max(rss_kib(), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        // A slow application: it reads 32 datagrams, then looks away for a millisecond.
+        let delivered = Arc::new(AtomicU64::new(0));
+        let reader = {
+            let delivered = delivered.clone();
+            tokio::spawn(async move {
+                loop {
+                    for _ in 0..32 {
+                        let d = udp.recv().await;
+                        assert_eq!(d.payload.len(), 512, "a whole flood datagram");
+                        delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let flood = {
+            let mut sink = fx.stack.clone();
+            tokio::spawn(async move {
+                let started = StdInstant::now();
+                for i in 0..DATAGRAMS {
+                    // Spoofed sources across 198.19.0.0/16, to 5,000 ports.
+                    let src = SocketAddr::new(
+                        IpAddr::V4(Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8)),
+                        30_000 + (i >> 16) as u16,
+                    );
+                    let dst = v4(1_000 + (i % PORTS) as u16);
+                    sink.send(craft_udp_v4(src, dst, &payload))
+                        .await
+                        .expect("sink");
+                }
+                started.elapsed()
+            })
+        };
+        let transfer = async {
+            let (mut r, mut w) = stream.into_split();
+            let writer = tokio::spawn(async move {
+                w.write_all(&sent).await.expect("kernel write");
+                w.shutdown().await.expect("kernel shutdown");
+            });
+            r.read_to_end(&mut got).await.expect("kernel read");
+            writer.await.unwrap();
+            got
+        };
+        let (flood_time, got) = timeout(LIMIT, async { (flood.await.unwrap(), transfer.await) })
+            .await
+            .expect("flood or transfer timed out");
+        assert_same_bytes(&got, &data, "echo during a UDP flood");
+        // Every datagram is either delivered to the application or counted as dropped.
+        let s = wait_for(&fx.stack, Duration::from_secs(10), |s| {
+            s.udp.queued == 0 && s.udp.datagrams_in + s.drops.udp_queue_full >= u64::from(DATAGRAMS)
+        })
+        .await;
+        let settled = wait_for(&fx.stack, Duration::from_secs(2), |_| {
+            delivered.load(Ordering::Relaxed) == s.udp.datagrams_in
+        })
+        .await;
+        stop.store(true, Ordering::Relaxed);
+        sampler.await.unwrap();
+        reader.abort();
+        let delivered = delivered.load(Ordering::Relaxed);
+        assert_eq!(
+            s.udp.datagrams_in + s.drops.udp_queue_full,
+            u64::from(DATAGRAMS),
+            "{s}"
+        );
+        assert_eq!(delivered, s.udp.datagrams_in, "{settled}");
+        assert!(
+            s.drops.udp_queue_full > 0,
+            "the slow reader overflowed the queue: {s}"
+        );
+        assert!(delivered > 0, "{s}");
+        let (queued, bytes) = (
+            peak_queued.load(Ordering::Relaxed),
+            peak_bytes.load(Ordering::Relaxed),
+        );
+        assert!(queued <= queue as u64, "queued peak {queued} > {queue}");
+        assert!(
+            bytes <= queue_bytes as u64,
+            "queued bytes peak {bytes} > {queue_bytes}"
+        );
+        // Memory: the UDP queue (≤ 1 MiB of payload, each datagram in its packet buffer) and
+        // the bounded packet queues (2 × 256 packets ≤ 1 MiB at MTU 1500), 16 MiB of slack.
+        // Keeping the 100,000 datagrams (or any per-port state for 5,000 ports) would not fit.
+        let peak = peak_rss.load(Ordering::Relaxed);
+        let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
+        let bound_mib = 2.0 * queue_bytes as f64 / (1 << 20) as f64 + 16.0;
+        println!(
+            "{DATAGRAMS} UDP datagrams to {PORTS} ports in {:.2} s during a 16 MiB echo: \
+             {delivered} delivered, {} dropped (queue full); queue peak {queued} datagrams / \
+             {bytes} bytes; RSS baseline {} MiB, peak {} MiB (+{growth_mib:.1} MiB, bound \
+             +{bound_mib:.1} MiB)\n{s}",
+            flood_time.as_secs_f64(),
+            s.drops.udp_queue_full,
             baseline / 1024,
             peak / 1024,
         );

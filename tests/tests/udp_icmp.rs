@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use netstack_tests::fixture::{
-    assert_same_bytes, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
+    assert_same_bytes, craft_udp_v4, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
 };
 use netstack_tests::{pattern, run_in_netns, TestNet};
 use netstack_tokio::{
     Config, IcmpEchoMode, IcmpKind, IpCidr, IpFilter, StackBuilder, UdpSocket as StackUdp,
 };
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
+use smoltcp::wire::Ipv4Packet;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::timeout;
 
@@ -226,37 +225,6 @@ fn filter_denies_a_destination_and_allows_others() {
     });
 }
 
-/// A UDP packet from `src` to `dst` with a correct checksum.
-fn udp_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
-        unreachable!()
-    };
-    let udp = UdpRepr {
-        src_port: src.port(),
-        dst_port: dst.port(),
-    };
-    let ip = Ipv4Repr {
-        src_addr: s,
-        dst_addr: d,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; 20 + 8 + payload.len()];
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut p, &caps);
-    udp.emit(
-        &mut UdpPacket::new_unchecked(p.payload_mut()),
-        &s.into(),
-        &d.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    buf
-}
-
 #[test]
 fn malformed_udp_and_icmp_are_counted_while_a_live_flow_keeps_working() {
     run_in_netns(net(), 2, |tun| async move {
@@ -265,7 +233,7 @@ fn malformed_udp_and_icmp_are_counted_while_a_live_flow_keeps_working() {
         let before = fx.stack.stats();
         let src: SocketAddr = "198.18.0.1:4444".parse().unwrap();
         let dst: SocketAddr = "198.18.0.2:53".parse().unwrap();
-        let good = udp_packet(src, dst, b"valid");
+        let good = craft_udp_v4(src, dst, b"valid");
         let mut bad_checksum = good.clone();
         let last = bad_checksum.len() - 1;
         bad_checksum[last] ^= 0x01;
