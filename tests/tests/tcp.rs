@@ -172,6 +172,45 @@ fn two_hundred_concurrent_connections() {
 }
 
 #[test]
+fn readable_waits_for_data_and_for_end_of_stream_without_reading() {
+    run_in_netns(net(1500), 2, |tun| async move {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        let listener = fx.listener;
+        timeout(LIMIT, async {
+            let mut c = TcpStream::connect(v4(80)).await.unwrap();
+            let (s, _) = listener.accept().await.unwrap();
+            // Nothing sent yet: not readable.
+            assert!(
+                timeout(Duration::from_millis(200), s.readable())
+                    .await
+                    .is_err(),
+                "readable before any data"
+            );
+            c.write_all(b"ping").await.unwrap();
+            s.readable().await.unwrap();
+            // Readiness consumed nothing: the bytes are all still there, and stay readable.
+            s.readable().await.unwrap();
+            let (mut r, _w) = s.into_split();
+            let mut buf = [0u8; 16];
+            let n = r.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], b"ping");
+            assert!(
+                timeout(Duration::from_millis(200), r.readable())
+                    .await
+                    .is_err(),
+                "readable after the data was read"
+            );
+            // The kernel's FIN makes it readable again: the read reports end of stream.
+            c.shutdown().await.unwrap();
+            r.readable().await.unwrap();
+            assert_eq!(r.read(&mut buf).await.unwrap(), 0);
+        })
+        .await
+        .expect("timed out");
+    });
+}
+
+#[test]
 fn half_close_from_kernel_keeps_stack_writing() {
     run_in_netns(net(1500), 2, |tun| async move {
         let fx = Fixture::start(tun, StackBuilder::default());

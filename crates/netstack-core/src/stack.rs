@@ -430,22 +430,32 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         .map(|accepted| TcpConnection::new(this.clone(), accepted))
     }
 
-    pub(crate) fn tcp_poll_read(
+    pub(crate) fn tcp_poll_read_with(
         &self,
         id: ConnId,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
     ) -> Poll<Result<usize, TcpError>> {
         self.with(|inner, wake| {
             let mut window_update = false;
             let shard = &mut inner.shards[id.shard()];
-            let r = shard
-                .tcp
-                .poll_read(id, cx, buf, &mut shard.sockets, &mut window_update);
+            let r =
+                shard
+                    .tcp
+                    .poll_read_with(id, cx, max, sink, &mut shard.sockets, &mut window_update);
             if window_update {
                 inner.schedule(id.shard(), wake);
             }
             r
+        })
+    }
+
+    pub(crate) fn tcp_poll_read_ready(&self, id: ConnId, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.lock(|cell| {
+            let mut inner = cell.borrow_mut();
+            let shard = &mut inner.shards[id.shard()];
+            shard.tcp.poll_read_ready(id, cx, &mut shard.sockets)
         })
     }
 

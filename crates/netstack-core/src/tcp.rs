@@ -412,14 +412,16 @@ impl TcpTable {
         Ok((conn, socket))
     }
 
-    /// Reads into `buf`. `Ok(0)` means the peer finished sending (or `buf` is empty).
+    /// Reads up to `max` bytes, handing them to `sink` as one or two contiguous slices (the
+    /// socket buffer is a ring). `Ok(0)` means the peer finished sending (or `max` is 0).
     /// Sets `window_update` when the read opened the receive window enough that smoltcp will
     /// advertise it, so the runner must run.
-    pub(crate) fn poll_read(
+    pub(crate) fn poll_read_with(
         &mut self,
         id: ConnId,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
         sockets: &mut SocketSet<'static>,
         window_update: &mut bool,
     ) -> Poll<Result<usize, TcpError>> {
@@ -427,24 +429,59 @@ impl TcpTable {
             Ok(x) => x,
             Err(e) => return Poll::Ready(Err(e)),
         };
-        if buf.is_empty() {
+        if max == 0 {
             return Poll::Ready(Ok(0));
         }
         let queued = socket.recv_queue();
-        match socket.recv_slice(buf) {
-            Ok(0) => {
-                conn.read.register(cx.waker());
-                Poll::Pending
+        let mut read = 0;
+        // At most two slices: up to the end of the ring, then from its start.
+        for _ in 0..2 {
+            let chunk = socket.recv(|data| {
+                let n = data.len().min(max - read);
+                sink(&data[..n]);
+                (n, n)
+            });
+            match chunk {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(RecvError::Finished) if read == 0 => return Poll::Ready(Ok(0)),
+                Err(RecvError::Finished) => break,
+                Err(RecvError::InvalidState) if read == 0 => {
+                    return Poll::Ready(Err(TcpError::ConnectionReset))
+                }
+                Err(RecvError::InvalidState) => break,
             }
-            Ok(n) => {
-                // smoltcp sends a window update once the window at least doubles, which can
-                // only happen if the last advertised window was at most half the buffer.
-                *window_update = queued * 2 >= socket.recv_capacity();
-                Poll::Ready(Ok(n))
+            if read == max {
+                break;
             }
-            Err(RecvError::Finished) => Poll::Ready(Ok(0)),
-            Err(RecvError::InvalidState) => Poll::Ready(Err(TcpError::ConnectionReset)),
         }
+        if read == 0 {
+            conn.read.register(cx.waker());
+            return Poll::Pending;
+        }
+        // smoltcp sends a window update once the window at least doubles, which can only
+        // happen if the last advertised window was at most half the buffer.
+        *window_update = queued * 2 >= socket.recv_capacity();
+        Poll::Ready(Ok(read))
+    }
+
+    /// Ready once a read would not wait: data is queued, the peer finished sending, or the
+    /// connection failed (the read reports which). Registers the waker otherwise.
+    pub(crate) fn poll_read_ready(
+        &mut self,
+        id: ConnId,
+        cx: &mut Context<'_>,
+        sockets: &mut SocketSet<'static>,
+    ) -> Poll<()> {
+        let (conn, socket) = match self.open_socket(id, sockets) {
+            Ok(x) => x,
+            Err(_) => return Poll::Ready(()),
+        };
+        if socket.recv_queue() > 0 || !socket.may_recv() {
+            return Poll::Ready(());
+        }
+        conn.read.register(cx.waker());
+        Poll::Pending
     }
 
     /// Writes from `buf` into the send buffer.
@@ -594,7 +631,34 @@ impl<P: StackPtr> TcpConnection<P> {
     /// # Errors
     /// `ConnectionReset` after a peer RST or timeout; `ConnectionAborted` after [`Self::abort`].
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, TcpError>> {
-        Stack::tcp_poll_read(&self.stack, self.id, cx, buf)
+        let mut filled = 0;
+        self.poll_read_with(cx, buf.len(), &mut |data| {
+            buf[filled..filled + data.len()].copy_from_slice(data);
+            filled += data.len();
+        })
+    }
+
+    /// Reads up to `max` received bytes by handing them to `sink`, in one or two slices of the
+    /// socket buffer (one copy, made by `sink`: into uninitialised memory if it likes, so
+    /// nothing has to be zeroed first). Returns the count; `Ready(Ok(0))` means end of stream.
+    /// Registers the waker when no data is available.
+    ///
+    /// # Errors
+    /// As [`Self::poll_read`].
+    pub fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Poll<Result<usize, TcpError>> {
+        Stack::tcp_poll_read_with(&self.stack, self.id, cx, max, sink)
+    }
+
+    /// Ready once a read would not wait (data, end of stream, or an error to report), without
+    /// reading: lets an application hold no buffer while the connection is idle. Registers
+    /// the waker otherwise.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        Stack::tcp_poll_read_ready(&self.stack, self.id, cx)
     }
 
     /// Writes bytes from `buf` into the send buffer (one copy). Registers the waker when the

@@ -65,6 +65,17 @@ impl<F: Flavor> TcpStream<F> {
         self.conn.abort();
     }
 
+    /// Waits until a read would not wait (data, end of stream or an error to report), without
+    /// reading: a relay can hold no buffer while the connection is idle.
+    pub async fn readable(&self) {
+        std::future::poll_fn(|cx| self.conn.poll_read_ready(cx)).await;
+    }
+
+    /// Polls for read readiness (see [`Self::readable`]), registering the waker if not ready.
+    pub fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.conn.poll_read_ready(cx)
+    }
+
     /// Splits into owned halves that can move to different tasks. No lock is shared between
     /// them: the core keeps separate read and write wakers.
     pub fn into_split(self) -> (OwnedReadHalf<F>, OwnedWriteHalf<F>) {
@@ -153,6 +164,17 @@ impl<F: Flavor> OwnedReadHalf<F> {
     /// None; mirrors `async_net`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(socket_addr(self.conn.local_endpoint()))
+    }
+
+    /// Waits until a read would not wait (data, end of stream or an error to report), without
+    /// reading: a relay can hold no buffer while the connection is idle.
+    pub async fn readable(&self) {
+        std::future::poll_fn(|cx| self.conn.poll_read_ready(cx)).await;
+    }
+
+    /// Polls for read readiness (see [`Self::readable`]), registering the waker if not ready.
+    pub fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.conn.poll_read_ready(cx)
     }
 }
 

@@ -63,6 +63,22 @@ impl<F: Flavor> TcpStream<F> {
         self.conn.abort();
     }
 
+    /// Waits until a read would not wait (data, end of stream or an error to report), like
+    /// `tokio::net::TcpStream::readable`, without reading: a relay can hold no buffer while
+    /// the connection is idle.
+    ///
+    /// # Errors
+    /// None; the `Result` mirrors tokio (the following read reports any error).
+    pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.conn.poll_read_ready(cx)).await;
+        Ok(())
+    }
+
+    /// Polls for read readiness (see [`Self::readable`]), registering the waker if not ready.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.conn.poll_read_ready(cx).map(Ok)
+    }
+
     /// Splits into owned halves that can move to different tasks. No lock is shared between
     /// them: the core keeps separate read and write wakers.
     pub fn into_split(self) -> (OwnedReadHalf<F>, OwnedWriteHalf<F>) {
@@ -82,15 +98,11 @@ fn poll_read<P: StackPtr>(
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
-    let dst = buf.initialize_unfilled();
-    match conn.poll_read(cx, dst) {
-        Poll::Ready(Ok(n)) => {
-            buf.advance(n);
-            Poll::Ready(Ok(()))
-        }
-        Poll::Ready(Err(e)) => Poll::Ready(Err(std::io::Error::from(e))),
-        Poll::Pending => Poll::Pending,
-    }
+    // Straight into the caller's (possibly uninitialised) memory: nothing is zeroed first.
+    let max = buf.remaining();
+    conn.poll_read_with(cx, max, &mut |data| buf.put_slice(data))
+        .map_ok(|_| ())
+        .map_err(std::io::Error::from)
 }
 
 fn poll_write<P: StackPtr>(
@@ -159,6 +171,22 @@ impl<F: Flavor> OwnedReadHalf<F> {
     /// None; mirrors tokio.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(socket_addr(self.conn.local_endpoint()))
+    }
+
+    /// Waits until a read would not wait (data, end of stream or an error to report), like
+    /// `tokio::net::TcpStream::readable`, without reading: a relay can hold no buffer while
+    /// the connection is idle.
+    ///
+    /// # Errors
+    /// None; the `Result` mirrors tokio (the following read reports any error).
+    pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.conn.poll_read_ready(cx)).await;
+        Ok(())
+    }
+
+    /// Polls for read readiness (see [`Self::readable`]), registering the waker if not ready.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.conn.poll_read_ready(cx).map(Ok)
     }
 }
 
