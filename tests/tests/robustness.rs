@@ -34,6 +34,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// As in tun_forward: connection buffers are mapped on their own and unmapped when freed.
+/// With glibc's malloc the churn test kept hundreds of MiB of freed buffers until
+/// `malloc_trim` (see `netstack_examples::allocator`).
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 /// Upper bound for any kernel-peer test body.
 const LIMIT: Duration = Duration::from_secs(150);
 
@@ -817,9 +824,6 @@ async fn churn(stack: &netstack_tokio::Stack, n: u32, offset: u32) -> (u64, u64)
 #[test]
 fn churn_of_10k_short_connections_leaves_every_table_empty_and_memory_flat() {
     let _serial = serial();
-    // As tun_forward does: without it glibc keeps freed connection buffers in its heaps
-    // (hundreds of MiB after this churn) until `malloc_trim`; see the allocator module.
-    assert!(netstack_examples::allocator::return_large_buffers_to_the_system());
     run_in_netns(TestNet::default(), 2, |tun| async move {
         let fx = Fixture::start(
             tun,

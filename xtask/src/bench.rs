@@ -659,6 +659,11 @@ fn idle_test(
     result.failed = nums.get(1).copied().unwrap_or(0);
     std::thread::sleep(Duration::from_millis(500));
     result.rss_idle_kib = status_kib(pid, "VmRSS");
+    // Where the memory of the idle connections is: the relay's mappings, for the logs.
+    let smaps = super::target_dir()
+        .join("bench/logs")
+        .join(format!("{}-idle-smaps.txt", subject.key));
+    let _ = std::fs::copy(format!("/proc/{pid}/smaps"), smaps);
     let path = Path2 {
         client_ns: ns,
         host: "198.19.0.10".into(),

@@ -23,11 +23,15 @@ use netstack_examples::{relay::relay, tun::Tun, wire::wire};
 use netstack_tokio::{IcmpEchoMode, StackBuilder};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// Connection buffers get pages of their own: untouched ones cost nothing, freed ones return
+/// to the system (see `netstack_examples::allocator`).
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    // Freed connection buffers go back to the system instead of staying in glibc's heaps.
-    netstack_examples::allocator::return_large_buffers_to_the_system();
     let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
     let icmp_echo = match args.icmp {
         IcmpMode::Reply => IcmpEchoMode::Reply,

@@ -23,10 +23,14 @@ use netstack_examples::smol_local::{relay, relay_udp, wire};
 use netstack_examples::tun_async_io::AsyncIoTun;
 use netstack_smol::local::StackBuilder;
 
+/// Connection buffers get pages of their own: untouched ones cost nothing, freed ones return
+/// to the system (see `netstack_examples::allocator`).
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    // Freed connection buffers go back to the system instead of staying in glibc's heaps.
-    netstack_examples::allocator::return_large_buffers_to_the_system();
     let ex = Rc::new(LocalExecutor::new());
     async_io::block_on(ex.run(forward(ex.clone(), args)))
 }
