@@ -50,6 +50,10 @@ pub struct BenchArgs {
     /// Skip the connection-rate and idle-connection tests.
     #[arg(long)]
     no_conn_tests: bool,
+    /// Skip the multi-core scaling test (netstack, 8 streams, 1 and 2 runtime worker
+    /// threads).
+    #[arg(long)]
+    no_scaling: bool,
 }
 
 /// Port of the iperf3 server in every namespace.
@@ -62,6 +66,9 @@ const ECHO_PORT: u16 = 7000;
 const ECHO_RELAY_PORT: u16 = 7001;
 /// How long a subject may take to print `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runtime worker threads of the multi-core scaling test.
+const SCALING_WORKERS: [usize; 2] = [1, 2];
 
 /// The subjects, in table order.
 fn subjects(release: &Path) -> Vec<Subject> {
@@ -157,6 +164,33 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
                 sandbox.clear();
                 eprintln!("    {}", cell.summary());
                 results.cells.push(cell);
+            }
+        }
+    }
+
+    if !args.no_scaling {
+        if let Some(subject) = selected.iter().find(|s| s.key == "netstack") {
+            // The same 8-stream cell with the tokio runtime limited to 1, then 2 worker
+            // threads (tokio reads TOKIO_WORKER_THREADS; the default is one per core).
+            for workers in SCALING_WORKERS {
+                for &mtu in &args.mtu {
+                    check_interrupted()?;
+                    eprintln!(
+                        "==> {} | MTU {mtu} | 8 streams (-P 8) | {workers} worker thread(s)",
+                        subject.name
+                    );
+                    sandbox.env = vec![("TOKIO_WORKER_THREADS".into(), workers.to_string())];
+                    let direction = Direction::Parallel8;
+                    let cell = match throughput_cell(&mut sandbox, subject, mtu, direction, &args)
+                    {
+                        Ok(cell) => cell,
+                        Err(e) => Cell::failed(subject.key, mtu, direction, e),
+                    };
+                    sandbox.env.clear();
+                    sandbox.clear();
+                    eprintln!("    {}", cell.summary());
+                    results.scaling.push((workers, cell));
+                }
             }
         }
     }

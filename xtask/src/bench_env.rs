@@ -74,6 +74,8 @@ pub struct Sandbox {
     procs: Vec<Proc>,
     /// Directory for the processes' stderr logs.
     log_dir: PathBuf,
+    /// Environment variables given to every process spawned from now on.
+    pub env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -84,6 +86,7 @@ impl Sandbox {
             namespaces: Vec::new(),
             procs: Vec::new(),
             log_dir: log_dir.to_path_buf(),
+            env: Vec::new(),
         }
     }
 
@@ -111,6 +114,7 @@ impl Sandbox {
             .args(["netns", "exec", ns])
             .arg(program)
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -185,6 +185,8 @@ pub struct Results {
     pub rates: Vec<RateResult>,
     /// Idle-connection result.
     pub idle: Option<IdleResult>,
+    /// Multi-core scaling: (runtime worker threads, 8-stream cell of netstack).
+    pub scaling: Vec<(usize, Cell)>,
 }
 
 impl Results {
@@ -350,6 +352,42 @@ pub fn markdown(results: &Results, subjects: &[Subject]) -> String {
             i.note.replace('|', "/").replace('\n', " ")
         );
     }
+    if !results.scaling.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Multi-core scaling (8 streams, -P 8; tun_forward's runtime limited with \
+             TOKIO_WORKER_THREADS)\n\n\
+             | path | MTU | worker threads | Gbit/s | CPU s per GB | × 1 worker | note |\n\
+             |---|---|---|---|---|---|---|"
+        );
+        for (workers, c) in &results.scaling {
+            let one = results
+                .scaling
+                .iter()
+                .find(|(w, o)| *w == 1 && o.mtu == c.mtu)
+                .and_then(|(_, o)| o.stats());
+            let ratio = match (c.stats(), one) {
+                (Some((m, _, _)), Some((base, _, _))) if base > 0.0 => format!("{:.2}", m / base),
+                _ => "—".into(),
+            };
+            let gbps = match c.stats() {
+                Some((m, lo, hi)) if results.runs > 1 => format!("{m:.2} [{lo:.2}–{hi:.2}]"),
+                Some((m, _, _)) => format!("{m:.2}"),
+                None => "failed".into(),
+            };
+            let cpu = c
+                .cpu_s_per_gb
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "—".into());
+            let _ = writeln!(
+                md,
+                "| {} | {} | {workers} | {gbps} | {cpu} | {ratio} | {} |",
+                name(subjects, &c.subject),
+                c.mtu,
+                c.note.replace('|', "/").replace('\n', " ")
+            );
+        }
+    }
     let _ = writeln!(
         md,
         "\n## Machine\n\n```text\n{}\n```\n\nCommand: `cargo xtask {}`",
@@ -388,10 +426,20 @@ pub fn json(results: &Results) -> String {
             "peak_rss_kib": i.peak_rss_kib, "gbps": i.gbps, "note": i.note,
         })
     });
+    let scaling: Vec<_> = results
+        .scaling
+        .iter()
+        .map(|(workers, c)| {
+            json!({
+                "subject": c.subject, "mtu": c.mtu, "workers": workers, "gbps": c.gbps,
+                "cpu_s_per_gb": c.cpu_s_per_gb, "note": c.note,
+            })
+        })
+        .collect();
     let doc = json!({
         "machine": results.machine, "command": results.command,
         "seconds": results.seconds, "runs": results.runs,
-        "cells": cells, "connection_rate": rates, "idle": idle,
+        "cells": cells, "connection_rate": rates, "idle": idle, "scaling": scaling,
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
