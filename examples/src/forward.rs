@@ -32,6 +32,10 @@ pub struct Args {
     /// Maximum concurrent UDP flows (each holds an outbound socket).
     #[arg(long, default_value_t = 1024)]
     pub max_udp_flows: usize,
+    /// Do not turn on the TUN device's offloads (tun_forward; by default the kernel hands over TCP
+    /// segments of up to 64 KiB and partial checksums, which the forwarder completes).
+    #[arg(long)]
+    pub no_offload: bool,
 }
 
 /// How the forwarder handles ICMP echo requests.

@@ -14,6 +14,8 @@ pub mod allocator;
 pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod icmp_forward;
+#[cfg(target_os = "linux")]
+pub mod offload;
 pub mod relay;
 #[cfg(target_os = "linux")]
 pub mod smol_local;

@@ -9,6 +9,11 @@
 //! All methods take `&self`, so one device can be shared between a reading
 //! task and a writing task through an [`Arc<Tun>`](std::sync::Arc).
 //!
+//! [`Tun::create_with_offload`] also turns on the device's offloads (`IFF_VNET_HDR`,
+//! `TUNSETOFFLOAD` with checksum and TCP segmentation offload, see [`crate::offload`]): the
+//! kernel then hands over TCP super-segments of up to 64 KiB and partial checksums, which
+//! [`Tun::recv_many`] completes, so callers still see ordinary IP packets.
+//!
 //! The device is created in the network namespace of the *calling thread*,
 //! which lets tests create devices inside a private namespace entered with
 //! `unshare(CLONE_NEWNET)` on a dedicated thread.
@@ -18,6 +23,9 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::offload::{finish_packet, outgoing, Outgoing, VnetHdr, VNET_HDR_LEN};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -33,7 +41,19 @@ pub struct Tun {
     fd: AsyncFd<OwnedFd>,
     name: String,
     mtu: u32,
+    /// Whether every read and write carries a `virtio_net_hdr` (offloads on).
+    offload: bool,
+    /// Packets read but dropped because their offload header was inconsistent.
+    offload_drops: AtomicU64,
+    /// The read buffer [`Tun::recv_many`] reuses between calls.
+    scratch: std::sync::Mutex<Vec<u8>>,
 }
+
+/// Packets up to this size are copied out of the read buffer into one of their own size.
+const COPY_OUT_MAX: usize = 2048;
+
+/// Largest IP packet an offloading device delivers (a TCP super-segment).
+const MAX_OFFLOAD_PACKET: usize = 65_535;
 
 impl Tun {
     /// Creates (or opens) TUN device `name` (`IFF_TUN | IFF_NO_PI`,
@@ -49,7 +69,22 @@ impl Tun {
     /// runtime (with I/O enabled), because the descriptor is registered with
     /// the runtime's reactor.
     pub fn create(name: &str, mtu: u32) -> io::Result<Tun> {
-        let (fd, actual) = open_device(name, mtu)?;
+        Self::create_inner(name, mtu, false)
+    }
+
+    /// Like [`Tun::create`], with the device's offloads on: `IFF_VNET_HDR` and
+    /// `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)`. Reads may then return TCP
+    /// segments of up to 64 KiB whatever the MTU (the kernel skips segmenting them), with
+    /// their checksums completed here; see [`crate::offload`].
+    ///
+    /// # Errors
+    /// As [`Tun::create`], or the kernel's refusal of the offloads.
+    pub fn create_with_offload(name: &str, mtu: u32) -> io::Result<Tun> {
+        Self::create_inner(name, mtu, true)
+    }
+
+    fn create_inner(name: &str, mtu: u32, offload: bool) -> io::Result<Tun> {
+        let (fd, actual) = open_device(name, mtu, offload)?;
         // SAFETY: `fd` is an open descriptor owned by the `OwnedFd` that we move into
         // the `AsyncFd`; it stays open (and `as_raw_fd` keeps returning it) until
         // the `AsyncFd` is dropped, and nothing ever replaces it.
@@ -60,7 +95,29 @@ impl Tun {
             fd,
             name: actual,
             mtu,
+            offload,
+            offload_drops: AtomicU64::new(0),
+            scratch: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether the device's offloads are on (see [`Tun::create_with_offload`]).
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// The largest packet a read can return: the MTU, or 64 KiB with offloads.
+    pub fn max_packet(&self) -> usize {
+        if self.offload {
+            MAX_OFFLOAD_PACKET
+        } else {
+            self.mtu as usize
+        }
+    }
+
+    /// Packets read and dropped because their offload header pointed outside them.
+    pub fn offload_drops(&self) -> u64 {
+        self.offload_drops.load(Ordering::Relaxed)
     }
 
     /// Returns the interface name of the device.
@@ -80,28 +137,76 @@ impl Tun {
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|inner| read_fd(inner.get_ref().as_raw_fd(), buf)) {
-                Ok(result) => return result,
+            if !self.offload {
+                match guard.try_io(|inner| read_fd(inner.get_ref().as_raw_fd(), buf)) {
+                    Ok(result) => return result,
+                    Err(_would_block) => continue,
+                }
+            }
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            let fd = guard.get_inner().as_raw_fd();
+            match guard.try_io(|_| read_vnet(fd, &mut hdr, buf.as_mut_ptr(), buf.len())) {
+                Ok(Ok(n)) => {
+                    if finish_packet(&VnetHdr::parse(&hdr), &mut buf[..n]).is_ok() {
+                        return Ok(n);
+                    }
+                    self.offload_drops.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Err(e)) => return Err(e),
                 Err(_would_block) => continue,
             }
         }
     }
 
     /// Waits for at least one packet, then reads every packet that is ready (at most `max`)
-    /// into `out`, one buffer of up to `capacity` bytes each: one readiness wait per batch
-    /// instead of per packet.
+    /// into `out`: one readiness wait per batch instead of per packet. Reads go into a reused
+    /// scratch buffer of `capacity` bytes; a small packet (an ACK) is copied out into a buffer
+    /// of its own size, a large one takes the scratch buffer with it. So a 64-byte ACK does not
+    /// cost a 64 KiB allocation, and a 64 KiB segment is not copied.
     pub async fn recv_many(
         &self,
         out: &mut std::collections::VecDeque<Vec<u8>>,
         max: usize,
         capacity: usize,
     ) -> io::Result<()> {
+        let mut scratch =
+            std::mem::take(&mut *self.scratch.lock().unwrap_or_else(|e| e.into_inner()));
+        let result = self.recv_many_into(&mut scratch, out, max, capacity).await;
+        *self.scratch.lock().unwrap_or_else(|e| e.into_inner()) = scratch;
+        result
+    }
+
+    async fn recv_many_into(
+        &self,
+        scratch: &mut Vec<u8>,
+        out: &mut std::collections::VecDeque<Vec<u8>>,
+        max: usize,
+        capacity: usize,
+    ) -> io::Result<()> {
         loop {
             let mut guard = self.fd.readable().await?;
+            let fd = guard.get_inner().as_raw_fd();
             while out.len() < max {
-                let mut buf = Vec::with_capacity(capacity);
-                match guard.try_io(|inner| read_fd_into(inner.get_ref().as_raw_fd(), &mut buf)) {
-                    Ok(Ok(())) => out.push_back(buf),
+                scratch.clear();
+                if scratch.capacity() < capacity {
+                    scratch.reserve_exact(capacity);
+                }
+                let read = if self.offload {
+                    let mut hdr = [0u8; VNET_HDR_LEN];
+                    guard
+                        .try_io(|_| read_vnet_into(fd, &mut hdr, scratch))
+                        .map(|r| r.map(|()| finish_packet(&VnetHdr::parse(&hdr), scratch).is_ok()))
+                } else {
+                    guard.try_io(|_| read_fd_into(fd, scratch).map(|()| true))
+                };
+                match read {
+                    Ok(Ok(true)) if scratch.len() <= COPY_OUT_MAX => {
+                        out.push_back(scratch.as_slice().to_vec());
+                    }
+                    Ok(Ok(true)) => out.push_back(std::mem::take(scratch)),
+                    Ok(Ok(false)) => {
+                        self.offload_drops.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(Err(e)) => return Err(e),
                     Err(_would_block) => break,
                 }
@@ -116,7 +221,15 @@ impl Tun {
     pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.writable().await?;
-            match guard.try_io(|inner| write_fd(inner.get_ref().as_raw_fd(), packet)) {
+            let fd = guard.get_inner().as_raw_fd();
+            let result = if self.offload {
+                // A GSO header for a TCP super-segment, an all-zero one for anything else.
+                let out = outgoing(packet, self.mtu as usize);
+                guard.try_io(|_| write_vnet(fd, &out, packet).map(|n| n - VNET_HDR_LEN))
+            } else {
+                guard.try_io(|_| write_fd(fd, packet))
+            };
+            match result {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -134,7 +247,7 @@ impl AsRawFd for Tun {
 /// in the calling thread's network namespace, sets its MTU and brings it up; returns the
 /// descriptor and the actual interface name. Shared by [`Tun`] and the async-io wrapper
 /// ([`crate::tun_async_io`]), which differ only in the reactor they register it with.
-pub(crate) fn open_device(name: &str, mtu: u32) -> io::Result<(OwnedFd, String)> {
+pub(crate) fn open_device(name: &str, mtu: u32, offload: bool) -> io::Result<(OwnedFd, String)> {
     let ifr_name = encode_name(name)?;
     let mtu_c = libc::c_int::try_from(mtu)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU too large"))?;
@@ -145,7 +258,8 @@ pub(crate) fn open_device(name: &str, mtu: u32) -> io::Result<(OwnedFd, String)>
     // pointer; the all-zero bit pattern is a valid value for it.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     req.ifr_name = ifr_name;
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    let vnet = if offload { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | vnet) as libc::c_short;
     // SAFETY: `fd` is an open descriptor for /dev/net/tun and `req` is a valid,
     // properly initialised `ifreq` that outlives the call; TUNSETIFF reads and
     // writes only within that struct.
@@ -155,6 +269,20 @@ pub(crate) fn open_device(name: &str, mtu: u32) -> io::Result<(OwnedFd, String)>
     }
     // The kernel writes the final interface name back (relevant for "%d").
     let actual = decode_name(&req.ifr_name);
+    if offload {
+        let features = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+        // SAFETY: `fd` is an open TUN descriptor; TUNSETOFFLOAD takes its argument by value.
+        let rc = unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD as _,
+                libc::c_ulong::from(features),
+            )
+        };
+        if rc < 0 {
+            return Err(annotate(io::Error::last_os_error(), "TUNSETOFFLOAD", name));
+        }
+    }
 
     configure_interface(&req.ifr_name, &actual, mtu_c)?;
     Ok((fd, actual))
@@ -266,6 +394,82 @@ pub(crate) fn read_fd_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<()> {
     // `n <= spare.len()`, so the new length is within the capacity and fully initialised.
     unsafe { buf.set_len(buf.len() + n as usize) };
     Ok(())
+}
+
+/// One non-blocking `readv(2)` of a `virtio_net_hdr` into `hdr` and the packet into the
+/// `len` bytes at `buf`; returns the packet's length.
+fn read_vnet(
+    fd: RawFd,
+    hdr: &mut [u8; VNET_HDR_LEN],
+    buf: *mut u8,
+    len: usize,
+) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: VNET_HDR_LEN,
+        },
+        libc::iovec {
+            iov_base: buf.cast(),
+            iov_len: len,
+        },
+    ];
+    // SAFETY: both iovecs describe writable regions that stay valid for the call (`hdr` is
+    // borrowed mutably, the caller guarantees `len` writable bytes at `buf`), and `fd` is open.
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    if n < VNET_HDR_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "TUN read shorter than its virtio_net_hdr",
+        ));
+    }
+    Ok(n - VNET_HDR_LEN)
+}
+
+/// [`read_vnet`] into the spare capacity of `buf` (no zeroing first).
+fn read_vnet_into(fd: RawFd, hdr: &mut [u8; VNET_HDR_LEN], buf: &mut Vec<u8>) -> io::Result<()> {
+    let spare = buf.spare_capacity_mut();
+    let n = read_vnet(fd, hdr, spare.as_mut_ptr().cast(), spare.len())?;
+    // SAFETY: readv initialised the first `n <= spare.len()` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(())
+}
+
+/// One non-blocking `writev(2)` of `out.hdr` followed by `packet` (with the checksum bytes
+/// `out` asks for spliced in, without copying the packet); returns the bytes written.
+fn write_vnet(fd: RawFd, out: &Outgoing, packet: &[u8]) -> io::Result<usize> {
+    let iovec = |bytes: &[u8]| libc::iovec {
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let iov: [libc::iovec; 4];
+    let count = match out.checksum_at {
+        Some(at) if at + 2 <= packet.len() => {
+            iov = [
+                iovec(&out.hdr),
+                iovec(&packet[..at]),
+                iovec(&out.checksum),
+                iovec(&packet[at + 2..]),
+            ];
+            4
+        }
+        _ => {
+            iov = [iovec(&out.hdr), iovec(packet), iovec(&[]), iovec(&[])];
+            2
+        }
+    };
+    // SAFETY: the first `count` iovecs describe readable regions borrowed for the whole call
+    // (writev only reads them despite the `*mut` in `iovec`), and `fd` is open.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), count) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// One non-blocking `write(2)`.

@@ -29,7 +29,7 @@ impl AsyncIoTun {
     /// The failing system call (needs `CAP_NET_ADMIN` in the namespace), or a name that is
     /// empty or too long.
     pub fn create(name: &str, mtu: u32) -> io::Result<AsyncIoTun> {
-        let (fd, name) = open_device(name, mtu)?;
+        let (fd, name) = open_device(name, mtu, false)?;
         Ok(AsyncIoTun {
             fd: Async::new(fd)?,
             name,

@@ -24,7 +24,7 @@ pub fn wire(
     let reader = tun.clone();
     let inbound = tokio::spawn(async move {
         // Room for the largest packet the device can deliver.
-        let capacity = reader.mtu() as usize + 64;
+        let capacity = reader.max_packet() + 64;
         // Packets read per readiness wake-up and handed to the stack under one lock.
         let mut batch = std::collections::VecDeque::with_capacity(BATCH);
         loop {

@@ -58,16 +58,35 @@ async fn echo_through(addr: SocketAddr, data: Vec<u8>) {
     assert_same_bytes(&got, &data, &format!("echo via {addr}"));
 }
 
-/// Starts `BINARY --tun tunf --mtu MTU --redirect 127.0.0.1` (`tun_forward` or
+/// What the packet sizes through the forwarder must show.
+#[derive(Clone, Copy)]
+enum Segments {
+    /// Not checked.
+    Any,
+    /// TUN offloads on: the stack received and sent TCP segments larger than the MTU on
+    /// average (the kernel's TSO super-segments in, the stack's GSO ones out).
+    LargerThanMtu,
+    /// No packet exceeded the MTU on average (offloads off).
+    WithinMtu,
+}
+
+/// Starts `BINARY --tun tunf --mtu MTU --redirect 127.0.0.1 EXTRA...` (`tun_forward` or
 /// `tun_forward_smol`) in a new namespace, relays `len` bytes each way over IPv4 and IPv6,
-/// stops it with SIGINT and checks its exit.
-fn forward_round_trip(binary: fn() -> PathBuf, mtu: u32, len: usize) {
+/// stops it with SIGINT and checks its exit and its packet counters.
+fn forward_round_trip(
+    binary: fn() -> PathBuf,
+    mtu: u32,
+    len: usize,
+    extra: &'static [&'static str],
+    segments: Segments,
+) {
     std::thread::spawn(move || {
         enter_new_netns().expect("new network namespace");
         let binary = binary();
         let child = Command::new(&binary)
             .args(["--tun", "tunf", "--mtu", &mtu.to_string()])
             .args(["--redirect", "127.0.0.1"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -133,24 +152,78 @@ fn forward_round_trip(binary: fn() -> PathBuf, mtu: u32, len: usize) {
             stderr.contains("accepted 2"),
             "expected two relayed flows: {stderr}"
         );
+        let (avg_in, avg_out) = average_packet_sizes(&stderr);
+        let mtu = f64::from(mtu);
+        match segments {
+            Segments::Any => {}
+            Segments::LargerThanMtu => assert!(
+                avg_in > mtu && avg_out > mtu,
+                "offloads on: average packet in {avg_in:.0}, out {avg_out:.0} bytes, MTU {mtu}"
+            ),
+            Segments::WithinMtu => assert!(
+                avg_in <= mtu && avg_out <= mtu,
+                "offloads off: average packet in {avg_in:.0}, out {avg_out:.0} bytes, MTU {mtu}"
+            ),
+        }
     })
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
 }
 
+/// Average packet size in and out from the `packets: in N (B bytes), out M (C bytes)` line of
+/// the forwarder's counters.
+fn average_packet_sizes(stderr: &str) -> (f64, f64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("packets: in "))
+        .unwrap_or_else(|| panic!("no packet counters in: {stderr}"));
+    let numbers: Vec<f64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect();
+    let [packets_in, bytes_in, packets_out, bytes_out, ..] = numbers[..] else {
+        panic!("unexpected counters line: {line}")
+    };
+    (bytes_in / packets_in, bytes_out / packets_out)
+}
+
 #[test]
 fn tun_forward_relays_v4_and_v6_at_mtu_1500() {
-    forward_round_trip(tun_forward_binary, 1500, 16 << 20);
+    forward_round_trip(
+        tun_forward_binary,
+        1500,
+        16 << 20,
+        &[],
+        Segments::LargerThanMtu,
+    );
+}
+
+#[test]
+fn tun_forward_without_offloads_relays_v4_and_v6_at_mtu_1500() {
+    forward_round_trip(
+        tun_forward_binary,
+        1500,
+        16 << 20,
+        &["--no-offload"],
+        Segments::WithinMtu,
+    );
 }
 
 #[test]
 fn tun_forward_relays_v4_and_v6_at_mtu_65000() {
-    forward_round_trip(tun_forward_binary, 65000, 16 << 20);
+    forward_round_trip(tun_forward_binary, 65000, 16 << 20, &[], Segments::Any);
 }
 
 #[test]
 fn tun_forward_smol_relays_v4_and_v6_at_mtu_1500() {
-    forward_round_trip(tun_forward_smol_binary, 1500, 16 << 20);
+    forward_round_trip(
+        tun_forward_smol_binary,
+        1500,
+        16 << 20,
+        &[],
+        Segments::WithinMtu,
+    );
 }
 
 /// `tun_forward` running in the calling thread's (fresh) namespace with the link configured.

@@ -181,8 +181,7 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
                     );
                     sandbox.env = vec![("TOKIO_WORKER_THREADS".into(), workers.to_string())];
                     let direction = Direction::Parallel8;
-                    let cell = match throughput_cell(&mut sandbox, subject, mtu, direction, &args)
-                    {
+                    let cell = match throughput_cell(&mut sandbox, subject, mtu, direction, &args) {
                         Ok(cell) => cell,
                         Err(e) => Cell::failed(subject.key, mtu, direction, e),
                     };

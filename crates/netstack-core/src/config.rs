@@ -16,6 +16,12 @@ use crate::icmp::IcmpEchoMode;
 pub struct Config {
     /// MTU of the link (largest IP packet, in bytes). Default 1500. Must be at least 1280 for IPv6.
     pub mtu: usize,
+    /// The device segments TCP itself (TCP segmentation offload, e.g. a Linux TUN device with
+    /// `IFF_VNET_HDR` and `TUN_F_TSO4`/`TUN_F_TSO6`): the stack then sends TCP segments of up
+    /// to 64 KiB whatever [`mtu`](Self::mtu) and the peer's MSS say, and the device writer
+    /// must mark every TCP packet larger than `mtu` for segmentation. UDP and ICMP still
+    /// respect `mtu`. Default `false`.
+    pub tcp_segmentation_offload: bool,
     /// Receive buffer per TCP connection, in bytes; it also sets the advertised window and the
     /// window-scale shift. Default 256 KiB.
     pub tcp_rx_buffer: usize,
@@ -113,6 +119,7 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(10),
             filter: IpFilter::default(),
             tcp_shards: 256,
+            tcp_segmentation_offload: false,
         }
     }
 }
@@ -135,6 +142,8 @@ macro_rules! setter {
 setter! {
     /// Sets [`Config::mtu`].
     mtu: usize,
+    /// Sets [`Config::tcp_segmentation_offload`].
+    tcp_segmentation_offload: bool,
     /// Sets [`Config::tcp_rx_buffer`].
     tcp_rx_buffer: usize,
     /// Sets [`Config::tcp_tx_buffer`].
@@ -203,5 +212,15 @@ impl Config {
         self.hop_limit = self.hop_limit.max(1);
         self.tcp_shards = self.tcp_shards.clamp(1, 4096);
         self
+    }
+
+    /// The largest IP packet the stack's TCP may send: the MTU, or 64 KiB with segmentation
+    /// offload.
+    pub(crate) fn tcp_mtu(&self) -> usize {
+        if self.tcp_segmentation_offload {
+            65535
+        } else {
+            self.mtu
+        }
     }
 }

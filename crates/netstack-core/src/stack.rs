@@ -107,7 +107,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     pub fn new(config: Config, clock: C) -> Self {
         let config = config.sanitized();
         let now = clock.now();
-        let mut device = QueueDevice::new(config.mtu, config.egress_queue);
+        let mut device = QueueDevice::new(config.tcp_mtu(), config.egress_queue);
         let shards = (0..config.tcp_shards)
             .map(|i| Shard::new(i as u32, &config, &mut device, now))
             .collect();

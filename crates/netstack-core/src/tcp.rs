@@ -576,6 +576,7 @@ impl TcpTable {
 fn configure_socket(socket: &mut tcp::Socket<'static>, config: &Config) {
     socket.set_ack_delay(None);
     socket.set_nagle_enabled(false);
+    socket.set_segmentation_offload(config.tcp_segmentation_offload);
     socket.set_timeout(config.tcp_timeout);
     socket.set_keep_alive(config.tcp_keep_alive);
     #[cfg(feature = "cubic")]

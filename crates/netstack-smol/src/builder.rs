@@ -64,6 +64,9 @@ impl<F: Flavor> StackBuilder<F> {
     forward! {
         /// Link MTU in bytes (default 1500). See [`Config::mtu`].
         mtu: usize,
+        /// The device segments large TCP packets itself (default off). See
+        /// [`Config::tcp_segmentation_offload`].
+        tcp_segmentation_offload: bool,
         /// Receive buffer per TCP connection (default 256 KiB). See [`Config::tcp_rx_buffer`].
         tcp_rx_buffer: usize,
         /// Send buffer per TCP connection (default 256 KiB). See [`Config::tcp_tx_buffer`].

@@ -32,13 +32,24 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
+    let tun = if args.no_offload {
+        Tun::create(&args.tun, args.mtu)?
+    } else {
+        // Offloads where the kernel has them; the plain device otherwise.
+        Tun::create_with_offload(&args.tun, args.mtu).or_else(|e| {
+            eprintln!("TUN offloads unavailable ({e}); continuing without");
+            Tun::create(&args.tun, args.mtu)
+        })?
+    };
+    let tun = Arc::new(tun);
     let icmp_echo = match args.icmp {
         IcmpMode::Reply => IcmpEchoMode::Reply,
         IcmpMode::Forward => IcmpEchoMode::Deliver,
     };
     let (stack, listener) = StackBuilder::default()
         .mtu(args.mtu as usize)
+        // With the device's offloads the kernel cuts large TCP segments itself.
+        .tcp_segmentation_offload(tun.offload())
         .tcp_rx_buffer(args.tcp_buffer())
         .tcp_tx_buffer(args.tcp_buffer())
         .max_connections(args.max_connections)

@@ -547,6 +547,9 @@ pub struct Socket<'a> {
 
     /// Nagle's Algorithm enabled.
     nagle: bool,
+    /// netstack patch: the device segments large TCP packets itself (TSO), so segments are
+    /// sized by the interface MTU alone, not by the peer's MSS.
+    segmentation_offload: bool,
 
     /// The congestion control algorithm.
     congestion_controller: congestion::AnyController,
@@ -632,6 +635,7 @@ impl<'a> Socket<'a> {
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
             nagle: true,
+            segmentation_offload: false,
             tsval_generator: None,
             last_remote_tsval: 0,
             congestion_controller: congestion::AnyController::new(),
@@ -818,6 +822,19 @@ impl<'a> Socket<'a> {
     /// By default, the ACK delay is set to 10ms.
     pub fn set_ack_delay(&mut self, duration: Option<Duration>) {
         self.ack_delay = duration
+    }
+
+    /// netstack patch: declare that the device below performs TCP segmentation offload
+    /// (e.g. a Linux TUN device with `IFF_VNET_HDR` and `TUN_F_TSO*`): segments are then as
+    /// large as the interface MTU allows, ignoring the MSS the peer announced, and the device
+    /// cuts them to that MSS (or delivers them whole to a local peer).
+    pub fn set_segmentation_offload(&mut self, enabled: bool) {
+        self.segmentation_offload = enabled;
+    }
+
+    /// Whether [`set_segmentation_offload`](Self::set_segmentation_offload) is on.
+    pub fn segmentation_offload(&self) -> bool {
+        self.segmentation_offload
     }
 
     /// Enable or disable Nagle's Algorithm.
@@ -1412,6 +1429,16 @@ impl<'a> Socket<'a> {
     /// Number of octets transmitted but not yet ACKed.
     fn flight_size(&self) -> usize {
         self.remote_last_seq - self.local_seq_no
+    }
+
+    /// The largest segment the peer's MSS allows (netstack patch: unlimited with
+    /// segmentation offload, where the device does the cutting).
+    fn peer_mss_limit(&self) -> usize {
+        if self.segmentation_offload {
+            usize::MAX
+        } else {
+            self.remote_mss
+        }
     }
 
     fn cwnd_remaining(&self) -> usize {
@@ -2394,7 +2421,9 @@ impl<'a> Socket<'a> {
         };
 
         let local_mss = cx.ip_mtu() - ip_header_len - TCP_HEADER_LEN;
-        let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
+        let effective_mss = local_mss
+            .min(self.peer_mss_limit())
+            .saturating_sub(options_len);
 
         // Have we sent data that hasn't been ACKed yet?
         let data_in_flight = self.remote_last_seq != self.local_seq_no;
@@ -2709,7 +2738,9 @@ impl<'a> Socket<'a> {
                 // 4. Our congestion window
                 let options_len = repr.header_len() - TCP_HEADER_LEN;
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
-                let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
+                let effective_mss = local_mss
+                    .min(self.peer_mss_limit())
+                    .saturating_sub(options_len);
 
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
@@ -7132,6 +7163,37 @@ mod test {
             None,
             None,
         ]
+    }
+
+    #[test]
+    fn test_netstack_patch_segmentation_offload_ignores_the_peer_mss() {
+        let mut s = socket_established();
+        // Nagle would hold back the partial segments below (netstack runs without it).
+        s.set_nagle_enabled(false);
+        s.remote_mss = 3;
+        s.send_slice(b"abcdef").unwrap();
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abc"[..],
+            ..RECV_TEMPL
+        }));
+        // With the device segmenting, one segment carries everything the MTU allows.
+        s.set_segmentation_offload(true);
+        assert!(s.segmentation_offload());
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 3,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"def"[..],
+            ..RECV_TEMPL
+        }));
+        s.send_slice(b"ghijklmnop").unwrap();
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijklmnop"[..],
+            ..RECV_TEMPL
+        }));
     }
 
     #[test]

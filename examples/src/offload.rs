@@ -1,0 +1,345 @@
+//! Linux TUN offloads (`IFF_VNET_HDR`): what the device's `virtio_net_hdr` says about a packet,
+//! and the checksum work it leaves to the reader.
+//!
+//! With `TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)` the kernel hands the reader TCP
+//! "super-segments" of up to 64 KiB instead of MTU-sized ones (one read, one stack pass, one
+//! ACK for up to ~44 segments' worth of data) and leaves the transport checksum of locally
+//! generated packets partial (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): the checksum field holds only the
+//! pseudo-header sum, and the reader adds the sum over the bytes from `csum_start`. Every read
+//! and write carries the 10-byte header in front of the IP packet.
+
+/// Size of `struct virtio_net_hdr`.
+pub const VNET_HDR_LEN: usize = 10;
+
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` is partial.
+const NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+const GSO_TCPV6: u8 = 4;
+/// Offset of the checksum in a TCP header.
+const TCP_CHECKSUM_OFFSET: usize = 16;
+
+/// The fields of a `virtio_net_hdr` (`include/uapi/linux/virtio_net.h`) the reader uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VnetHdr {
+    /// `flags` (bit 0: checksum partial).
+    pub flags: u8,
+    /// `gso_type` (0 none, 1 TCPv4, 4 TCPv6, 3 UDP, 5 UDP L4; bit 7 ECN).
+    pub gso_type: u8,
+    /// `csum_start`: where the checksummed bytes begin (the transport header).
+    pub csum_start: u16,
+    /// `csum_offset`: where the checksum field is, from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl VnetHdr {
+    /// Decodes a header as the kernel writes it (host byte order: `TUNSETVNETLE` unset on a
+    /// little-endian host, the only kind this code is built for with offloads).
+    pub fn parse(raw: &[u8; VNET_HDR_LEN]) -> VnetHdr {
+        let u16_at = |i: usize| u16::from_ne_bytes([raw[i], raw[i + 1]]);
+        VnetHdr {
+            flags: raw[0],
+            gso_type: raw[1],
+            csum_start: u16_at(6),
+            csum_offset: u16_at(8),
+        }
+    }
+}
+
+/// How to write a packet to an offloading device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The `virtio_net_hdr` to write in front of it.
+    pub hdr: [u8; VNET_HDR_LEN],
+    /// Replace the two bytes at this offset with `checksum` (the partial checksum the kernel
+    /// completes per segment), or `None` to write the packet as it is.
+    pub checksum_at: Option<usize>,
+    /// The replacement checksum bytes.
+    pub checksum: [u8; 2],
+}
+
+/// Decides how to write `packet` to a device with MTU `mtu`: a TCP packet larger than the MTU
+/// (the stack sends such super-segments with segmentation offload on) goes with a GSO header —
+/// TCPv4/TCPv6, segment size `mtu` minus its headers, checksum partial — so that the kernel cuts
+/// it to the MTU if it has to; anything else goes with an all-zero header (complete packet).
+pub fn outgoing(packet: &[u8], mtu: usize) -> Outgoing {
+    let plain = Outgoing {
+        hdr: [0; VNET_HDR_LEN],
+        checksum_at: None,
+        checksum: [0; 2],
+    };
+    if packet.len() <= mtu {
+        return plain;
+    }
+    let Some((ip_len, gso_type, pseudo)) = tcp_pseudo_header_sum(packet) else {
+        return plain;
+    };
+    let Some(&offset_byte) = packet.get(ip_len + 12) else {
+        return plain;
+    };
+    let headers = ip_len + usize::from(offset_byte >> 4) * 4;
+    if headers >= mtu || headers > packet.len() {
+        return plain;
+    }
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    hdr[0] = NEEDS_CSUM;
+    hdr[1] = gso_type;
+    hdr[2..4].copy_from_slice(&(headers as u16).to_ne_bytes());
+    hdr[4..6].copy_from_slice(&((mtu - headers) as u16).to_ne_bytes());
+    hdr[6..8].copy_from_slice(&(ip_len as u16).to_ne_bytes());
+    hdr[8..10].copy_from_slice(&(TCP_CHECKSUM_OFFSET as u16).to_ne_bytes());
+    Outgoing {
+        hdr,
+        checksum_at: Some(ip_len + TCP_CHECKSUM_OFFSET),
+        checksum: fold(pseudo).to_be_bytes(),
+    }
+}
+
+/// For a TCP packet (IPv4 without options or IPv6 without extension headers, as the stack
+/// builds them): its IP header length, GSO type and pseudo-header sum (unfolded).
+fn tcp_pseudo_header_sum(packet: &[u8]) -> Option<(usize, u8, u64)> {
+    match packet.first()? >> 4 {
+        4 if packet.len() >= 40 && packet[0] & 0x0f == 5 && packet[9] == 6 => {
+            let tcp_len = (packet.len() - 20) as u64;
+            Some((20, GSO_TCPV4, sum_be_words(&packet[12..20], 6 + tcp_len)))
+        }
+        6 if packet.len() >= 60 && packet[6] == 6 => {
+            let tcp_len = (packet.len() - 40) as u64;
+            Some((40, GSO_TCPV6, sum_be_words(&packet[8..40], 6 + tcp_len)))
+        }
+        _ => None,
+    }
+}
+
+/// Why a packet read from an offloading device was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffloadError {
+    /// The checksum location lies outside the packet.
+    BadChecksumLocation,
+}
+
+/// Finishes what the device left undone so that `packet` is an ordinary IP packet: completes a
+/// partial transport checksum. A TCP super-segment needs nothing else: its IP length fields
+/// and IPv4 header checksum cover the whole packet.
+///
+/// # Errors
+/// [`OffloadError::BadChecksumLocation`] if the header points outside the packet.
+pub fn finish_packet(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), OffloadError> {
+    if hdr.flags & NEEDS_CSUM == 0 {
+        return Ok(());
+    }
+    let start = usize::from(hdr.csum_start);
+    let at = start + usize::from(hdr.csum_offset);
+    if at + 2 > packet.len() || start > at {
+        return Err(OffloadError::BadChecksumLocation);
+    }
+    let partial = u16::from_be_bytes([packet[at], packet[at + 1]]);
+    packet[at] = 0;
+    packet[at + 1] = 0;
+    let sum = !fold(sum_be_words(&packet[start..], u64::from(partial)));
+    // 0 means "no checksum" for UDP; all ones is the same value in one's complement.
+    let sum = if sum == 0 { 0xffff } else { sum };
+    packet[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    Ok(())
+}
+
+/// The one's-complement sum of `data` as big-endian 16-bit words (odd length: padded with a
+/// zero byte), added to `initial`, not yet folded. 32-bit words into a 64-bit accumulator sum
+/// to the same folded result with half the additions.
+fn sum_be_words(data: &[u8], initial: u64) -> u64 {
+    let mut sum = initial;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        sum += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+    }
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    sum + u64::from(u32::from_be_bytes(tail))
+}
+
+/// Folds a 64-bit one's-complement sum to 16 bits.
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
+    };
+
+    /// A TCP/IPv4 packet with a correct checksum and `len` payload bytes.
+    fn tcp_v4(len: usize) -> Vec<u8> {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 80,
+            control: TcpControl::Psh,
+            seq_number: TcpSeqNumber(123_456),
+            ack_number: Some(TcpSeqNumber(654_321)),
+            window_len: 512,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &payload,
+        };
+        let (s, d) = (
+            Ipv4Address::new(198, 18, 0, 1),
+            Ipv4Address::new(198, 19, 0, 9),
+        );
+        let ip = Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
+        ip.emit(&mut p, &caps);
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(p.payload_mut()),
+            &s.into(),
+            &d.into(),
+            &caps,
+        );
+        buf
+    }
+
+    #[test]
+    fn completing_a_partial_tcp_checksum_gives_the_real_one() {
+        for len in [0, 1, 2, 3, 1460, 1461, 65_000] {
+            let good = tcp_v4(len);
+            let real = u16::from_be_bytes([good[36], good[37]]);
+            // The kernel's partial value: the pseudo-header sum, i.e. what the checksum field
+            // holds before the data is added. Derive it: pseudo = ~(real) - sum(segment with
+            // a zero checksum field), in one's complement.
+            let mut zeroed = good.clone();
+            zeroed[36] = 0;
+            zeroed[37] = 0;
+            let data = fold(sum_be_words(&zeroed[20..], 0));
+            let pseudo = fold(u64::from(!real) + u64::from(!data));
+            let mut partial = zeroed.clone();
+            partial[36..38].copy_from_slice(&pseudo.to_be_bytes());
+            let hdr = VnetHdr {
+                flags: NEEDS_CSUM,
+                gso_type: 1,
+                csum_start: 20,
+                csum_offset: 16,
+            };
+            finish_packet(&hdr, &mut partial).unwrap();
+            let p = Ipv4Packet::new_checked(&partial[..]).unwrap();
+            let t = TcpPacket::new_checked(p.payload()).unwrap();
+            assert!(
+                t.verify_checksum(&p.src_addr().into(), &p.dst_addr().into()),
+                "payload of {len} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tcp_super_segment_goes_out_with_a_gso_header_whose_checksum_completes() {
+        let big = tcp_v4(60_000);
+        let out = outgoing(&big, 1500);
+        let hdr = VnetHdr::parse(&out.hdr);
+        assert_eq!(hdr.flags, NEEDS_CSUM);
+        assert_eq!(hdr.gso_type, GSO_TCPV4);
+        assert_eq!((hdr.csum_start, hdr.csum_offset), (20, 16));
+        assert_eq!(u16::from_ne_bytes([out.hdr[2], out.hdr[3]]), 40, "headers");
+        assert_eq!(
+            u16::from_ne_bytes([out.hdr[4], out.hdr[5]]),
+            1460,
+            "segment size"
+        );
+        // What the kernel does with it: add the sum over the TCP bytes to the partial value.
+        let at = out.checksum_at.expect("checksum replaced");
+        let mut written = big.clone();
+        written[at..at + 2].copy_from_slice(&out.checksum);
+        finish_packet(&hdr, &mut written).unwrap();
+        assert_eq!(written, big, "the completed checksum is the real one");
+        // Small packets and non-TCP packets go as they are.
+        assert_eq!(outgoing(&tcp_v4(100), 1500).checksum_at, None);
+        assert_eq!(outgoing(&tcp_v4(100), 1500).hdr, [0; VNET_HDR_LEN]);
+        let mut udp_like = big.clone();
+        udp_like[9] = 17;
+        assert_eq!(outgoing(&udp_like, 1500).checksum_at, None);
+    }
+
+    #[test]
+    fn packets_without_needs_csum_are_untouched_and_bad_locations_are_refused() {
+        let good = tcp_v4(100);
+        let mut same = good.clone();
+        finish_packet(&VnetHdr::default(), &mut same).unwrap();
+        assert_eq!(same, good);
+        let hdr = VnetHdr {
+            flags: NEEDS_CSUM,
+            gso_type: 0,
+            csum_start: 20,
+            csum_offset: 200,
+        };
+        assert_eq!(
+            finish_packet(&hdr, &mut same),
+            Err(OffloadError::BadChecksumLocation)
+        );
+    }
+
+    #[test]
+    fn completing_a_partial_udp_checksum_over_ipv6_gives_a_valid_one() {
+        let payload = b"offload";
+        let udp = UdpRepr {
+            src_port: 5353,
+            dst_port: 53,
+        };
+        let (s, d) = (
+            Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
+            Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        );
+        let ip = Ipv6Repr {
+            src_addr: s,
+            dst_addr: d,
+            next_header: IpProtocol::Udp,
+            payload_len: 8 + payload.len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 40 + 8 + payload.len()];
+        let caps = ChecksumCapabilities::default();
+        let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
+        ip.emit(&mut p);
+        udp.emit(
+            &mut UdpPacket::new_unchecked(p.payload_mut()),
+            &s.into(),
+            &d.into(),
+            payload.len(),
+            |b| b.copy_from_slice(payload),
+            &caps,
+        );
+        let real = u16::from_be_bytes([buf[46], buf[47]]);
+        buf[46] = 0;
+        buf[47] = 0;
+        let data = fold(sum_be_words(&buf[40..], 0));
+        let pseudo = fold(u64::from(!real) + u64::from(!data));
+        buf[46..48].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: NEEDS_CSUM,
+            gso_type: 0,
+            csum_start: 40,
+            csum_offset: 6,
+        };
+        finish_packet(&hdr, &mut buf).unwrap();
+        let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
+        let u = UdpPacket::new_checked(p.payload()).unwrap();
+        assert!(u.verify_checksum(&s.into(), &d.into()));
+        assert_ne!(u.checksum(), 0);
+    }
+}
