@@ -33,6 +33,25 @@ use std::alloc::{GlobalAlloc, Layout, System};
 /// the default connection buffer (256 KiB).
 pub const LARGE: usize = 128 * 1024;
 
+/// Free memory glibc may keep at the top of each heap instead of returning it (see
+/// [`keep_small_frees`]).
+pub const TRIM_THRESHOLD: usize = 16 << 20;
+
+/// Lets glibc keep up to [`TRIM_THRESHOLD`] of freed small blocks per heap instead of giving
+/// them back to the system after every free that leaves more than 128 KiB at the top of a
+/// heap (its default). Packet buffers of up to 64 KiB are allocated and freed at line rate;
+/// with the default every few of them cost an `madvise` and fresh page faults (18 % of the
+/// forwarder's CPU time with 8 streams). Large blocks are not affected: they are mapped by
+/// [`PageMappedLargeAllocs`]. Does nothing elsewhere than glibc.
+pub fn keep_small_frees() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a tuning parameter of glibc's allocator; it has no
+    // memory-safety preconditions and may be called at any time.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
+    }
+}
+
 /// Page size assumed for alignment: `mmap` returns page-aligned memory, so any alignment up to
 /// this is met (larger alignments go to the system allocator).
 const PAGE: usize = 4096;

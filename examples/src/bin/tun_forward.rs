@@ -32,6 +32,7 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    netstack_examples::allocator::keep_small_frees();
     let tun = if args.no_offload {
         Tun::create(&args.tun, args.mtu)?
     } else {

@@ -31,6 +31,7 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    netstack_examples::allocator::keep_small_frees();
     let ex = Rc::new(LocalExecutor::new());
     async_io::block_on(ex.run(forward(ex.clone(), args)))
 }
