@@ -13,8 +13,15 @@ use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
 use netstack_bench::relay::relay_to;
 use netstack_bench::tun_io::TunIo;
 
+/// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
+/// frees), so that the subjects differ in their stacks, not in their allocator tuning.
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    netstack_examples::allocator::keep_small_frees();
     let args = ForwarderArgs::parse();
     let device = TunIo::create(&args.tun, args.mtu)?;
     let mut config = IpStackConfig::default();

@@ -15,8 +15,15 @@ use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
 use netstack_bench::relay::relay_to;
 use netstack_examples::tun::Tun;
 
+/// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
+/// frees), so that the subjects differ in their stacks, not in their allocator tuning.
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    netstack_examples::allocator::keep_small_frees();
     let args = ForwarderArgs::parse();
     let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
     let (stack, runner, _udp, listener) = netstack_smoltcp::StackBuilder::default()

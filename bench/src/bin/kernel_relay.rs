@@ -26,8 +26,15 @@ struct Args {
     target: SocketAddr,
 }
 
+/// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
+/// frees), so that the subjects differ in their stacks, not in their allocator tuning.
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    netstack_examples::allocator::keep_small_frees();
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("ready");

@@ -75,7 +75,14 @@ fn pump(from: &OwnedFd, to: &OwnedFd) -> io::Error {
     }
 }
 
+/// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
+/// frees), so that the subjects differ in their stacks, not in their allocator tuning.
+#[global_allocator]
+static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
+    netstack_examples::allocator::PageMappedLargeAllocs;
+
 fn main() -> io::Result<()> {
+    netstack_examples::allocator::keep_small_frees();
     let args = Args::parse();
     let a = Arc::new(open_tun(&args.tun_a)?);
     let b = Arc::new(open_tun(&args.tun_b)?);
