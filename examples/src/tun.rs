@@ -43,6 +43,9 @@ pub struct Tun {
     mtu: u32,
     /// Whether every read and write carries a `virtio_net_hdr` (offloads on).
     offload: bool,
+    /// Whether reads complete partial checksums (offloads on; see
+    /// [`Tun::set_complete_checksums`]).
+    complete_checksums: bool,
     /// Packets read but dropped because their offload header was inconsistent.
     offload_drops: AtomicU64,
     /// The read buffer [`Tun::recv_many`] reuses between calls.
@@ -96,9 +99,18 @@ impl Tun {
             name: actual,
             mtu,
             offload,
+            complete_checksums: true,
             offload_drops: AtomicU64::new(0),
             scratch: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// With offloads on, whether reads complete the partial checksums the kernel leaves
+    /// (default `true`). Turn it off only if the packets go to a stack that does not verify
+    /// transport checksums (`Config::verify_checksums(false)`): then neither side spends a
+    /// pass over the data on them.
+    pub fn set_complete_checksums(&mut self, complete: bool) {
+        self.complete_checksums = complete;
     }
 
     /// Whether the device's offloads are on (see [`Tun::create_with_offload`]).
@@ -147,7 +159,9 @@ impl Tun {
             let fd = guard.get_inner().as_raw_fd();
             match guard.try_io(|_| read_vnet(fd, &mut hdr, buf.as_mut_ptr(), buf.len())) {
                 Ok(Ok(n)) => {
-                    if finish_packet(&VnetHdr::parse(&hdr), &mut buf[..n]).is_ok() {
+                    if !self.complete_checksums
+                        || finish_packet(&VnetHdr::parse(&hdr), &mut buf[..n]).is_ok()
+                    {
                         return Ok(n);
                     }
                     self.offload_drops.fetch_add(1, Ordering::Relaxed);
@@ -193,9 +207,14 @@ impl Tun {
                 }
                 let read = if self.offload {
                     let mut hdr = [0u8; VNET_HDR_LEN];
+                    let complete = self.complete_checksums;
                     guard
                         .try_io(|_| read_vnet_into(fd, &mut hdr, scratch))
-                        .map(|r| r.map(|()| finish_packet(&VnetHdr::parse(&hdr), scratch).is_ok()))
+                        .map(|r| {
+                            r.map(|()| {
+                                !complete || finish_packet(&VnetHdr::parse(&hdr), scratch).is_ok()
+                            })
+                        })
                 } else {
                     guard.try_io(|_| read_fd_into(fd, scratch).map(|()| true))
                 };

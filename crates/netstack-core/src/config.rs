@@ -22,6 +22,13 @@ pub struct Config {
     /// must mark every TCP packet larger than `mtu` for segmentation. UDP and ICMP still
     /// respect `mtu`. Default `false`.
     pub tcp_segmentation_offload: bool,
+    /// Verify the TCP, UDP and ICMP checksums of every packet the device delivers, dropping
+    /// and counting bad ones (`drops.bad_checksum`). Default `true`. Turn it off only for a
+    /// device that vouches for them: a Linux TUN device carries packets the local kernel built,
+    /// and with checksum offload (`TUN_F_CSUM`) it even leaves them partial on purpose; then
+    /// verifying (or completing) them is a wasted pass over every byte. IP header checks,
+    /// lengths and every other validation still apply.
+    pub verify_checksums: bool,
     /// Receive buffer per TCP connection, in bytes; it also sets the advertised window and the
     /// window-scale shift. Default 256 KiB.
     pub tcp_rx_buffer: usize,
@@ -120,6 +127,7 @@ impl Default for Config {
             filter: IpFilter::default(),
             tcp_shards: 256,
             tcp_segmentation_offload: false,
+            verify_checksums: true,
         }
     }
 }
@@ -144,6 +152,8 @@ setter! {
     mtu: usize,
     /// Sets [`Config::tcp_segmentation_offload`].
     tcp_segmentation_offload: bool,
+    /// Sets [`Config::verify_checksums`].
+    verify_checksums: bool,
     /// Sets [`Config::tcp_rx_buffer`].
     tcp_rx_buffer: usize,
     /// Sets [`Config::tcp_tx_buffer`].

@@ -100,8 +100,10 @@ impl Classified {
     }
 }
 
-/// Classifies one plain IP packet (see [`normalize`](crate::normalize)).
-pub(crate) fn classify(packet: &[u8]) -> Classified {
+/// Classifies one plain IP packet (see [`normalize`](crate::normalize)). With `verify` false
+/// the transport checksums (TCP, UDP, ICMP) are not checked: the device vouched for them
+/// ([`Config::verify_checksums`](crate::Config::verify_checksums)).
+pub(crate) fn classify(packet: &[u8], verify: bool) -> Classified {
     let (src, dst, protocol, start, end): (IpAddress, IpAddress, IpProtocol, usize, usize) =
         match packet.first().map(|b| b >> 4) {
             Some(4) => {
@@ -141,26 +143,26 @@ pub(crate) fn classify(packet: &[u8]) -> Classified {
     }
     let body = &packet[start..end];
     match protocol {
-        IpProtocol::Tcp => classify_tcp(src, dst, body),
-        IpProtocol::Udp => classify_udp(src, dst, body, start),
+        IpProtocol::Tcp => classify_tcp(src, dst, body, verify),
+        IpProtocol::Udp => classify_udp(src, dst, body, start, verify),
         IpProtocol::Icmp if matches!(src, IpAddress::Ipv4(_)) => {
-            classify_icmpv4(src, dst, body, start)
+            classify_icmpv4(src, dst, body, start, verify)
         }
         IpProtocol::Icmpv6 if matches!(src, IpAddress::Ipv6(_)) => {
-            classify_icmpv6(src, dst, body, start)
+            classify_icmpv6(src, dst, body, start, verify)
         }
         _ => Classified::Drop(DropReason::Unsupported),
     }
 }
 
-fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8]) -> Classified {
+fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8], verify: bool) -> Classified {
     let Ok(tcp) = TcpPacket::new_checked(segment) else {
         return Classified::Drop(DropReason::Malformed);
     };
     if tcp.src_port() == 0 || tcp.dst_port() == 0 || !is_unicast(src) || !is_unicast(dst) {
         return Classified::Drop(DropReason::Malformed);
     }
-    if !tcp.verify_checksum(&src, &dst) {
+    if verify && !tcp.verify_checksum(&src, &dst) {
         return Classified::Drop(DropReason::BadChecksum);
     }
     let tuple = FourTuple {
@@ -175,7 +177,13 @@ fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8]) -> Classified {
     }
 }
 
-fn classify_udp(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
+fn classify_udp(
+    src: IpAddress,
+    dst: IpAddress,
+    body: &[u8],
+    start: usize,
+    verify: bool,
+) -> Classified {
     let Ok(udp) = UdpPacket::new_checked(body) else {
         return Classified::Drop(DropReason::Malformed);
     };
@@ -184,6 +192,7 @@ fn classify_udp(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Cl
     }
     // IPv4 allows "no checksum" (0); IPv6 requires one (RFC 8200 §8.1).
     let checksum_ok = match src {
+        _ if !verify => true,
         IpAddress::Ipv4(_) if udp.checksum() == 0 => true,
         _ => udp.checksum() != 0 && udp.verify_checksum(&src, &dst),
     };
@@ -198,11 +207,17 @@ fn classify_udp(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Cl
     }
 }
 
-fn classify_icmpv4(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
+fn classify_icmpv4(
+    src: IpAddress,
+    dst: IpAddress,
+    body: &[u8],
+    start: usize,
+    verify: bool,
+) -> Classified {
     let Ok(icmp) = Icmpv4Packet::new_checked(body) else {
         return Classified::Drop(DropReason::Malformed);
     };
-    if !icmp.verify_checksum() {
+    if verify && !icmp.verify_checksum() {
         return Classified::Drop(DropReason::BadChecksum);
     }
     let class = match icmp.msg_type() {
@@ -223,14 +238,20 @@ fn classify_icmpv4(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) ->
     }
 }
 
-fn classify_icmpv6(src: IpAddress, dst: IpAddress, body: &[u8], start: usize) -> Classified {
+fn classify_icmpv6(
+    src: IpAddress,
+    dst: IpAddress,
+    body: &[u8],
+    start: usize,
+    verify: bool,
+) -> Classified {
     let (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) = (src, dst) else {
         return Classified::Drop(DropReason::Malformed);
     };
     let Ok(icmp) = Icmpv6Packet::new_checked(body) else {
         return Classified::Drop(DropReason::Malformed);
     };
-    if !icmp.verify_checksum(&s, &d) {
+    if verify && !icmp.verify_checksum(&s, &d) {
         return Classified::Drop(DropReason::BadChecksum);
     }
     let class = match icmp.msg_type() {
@@ -314,7 +335,7 @@ pub(crate) mod tests {
 
     #[test]
     fn syn_is_classified_with_its_tuple() {
-        let c = classify(&ipv4_tcp(TcpControl::Syn));
+        let c = classify(&ipv4_tcp(TcpControl::Syn), true);
         let Classified::Tcp { tuple, syn, .. } = c else {
             panic!("{c:?}")
         };
@@ -332,7 +353,7 @@ pub(crate) mod tests {
         let p = ipv4_tcp(TcpControl::Syn);
         for len in 0..p.len() {
             assert_eq!(
-                classify(&p[..len]),
+                classify(&p[..len], true),
                 Classified::Drop(DropReason::Malformed),
                 "len {len}"
             );
@@ -344,7 +365,12 @@ pub(crate) mod tests {
         let mut p = ipv4_tcp(TcpControl::None);
         let last = p.len() - 1;
         p[last] ^= 0x55; // urgent pointer byte: a header field covered only by the TCP checksum
-        assert_eq!(classify(&p), Classified::Drop(DropReason::BadChecksum));
+        assert_eq!(
+            classify(&p, true),
+            Classified::Drop(DropReason::BadChecksum)
+        );
+        // Unless the device vouched for its checksums.
+        assert!(matches!(classify(&p, false), Classified::Tcp { .. }));
     }
 
     #[test]
@@ -368,18 +394,24 @@ pub(crate) mod tests {
             &dst.into(),
             &ChecksumCapabilities::default(),
         );
-        assert!(matches!(classify(&buf), Classified::Tcp { syn: true, .. }));
+        assert!(matches!(
+            classify(&buf, true),
+            Classified::Tcp { syn: true, .. }
+        ));
     }
 
     #[test]
     fn garbage_is_malformed_and_unknown_protocols_unsupported() {
-        assert_eq!(classify(&[]), Classified::Drop(DropReason::Malformed));
+        assert_eq!(classify(&[], true), Classified::Drop(DropReason::Malformed));
         assert_eq!(
-            classify(&[0x70, 0, 0]),
+            classify(&[0x70, 0, 0], true),
             Classified::Drop(DropReason::Malformed)
         );
         let mut p = ipv4_tcp(TcpControl::Syn);
         p[9] = 47; // GRE
-        assert_eq!(classify(&p), Classified::Drop(DropReason::Unsupported));
+        assert_eq!(
+            classify(&p, true),
+            Classified::Drop(DropReason::Unsupported)
+        );
     }
 }

@@ -661,7 +661,7 @@ impl Inner {
                 return;
             }
         };
-        let class = classify(&packet);
+        let class = classify(&packet, self.config.verify_checksums);
         if !self.config.filter.is_open() {
             if let Some(flow) = class.flow() {
                 if !self.config.filter.allows(&flow) {

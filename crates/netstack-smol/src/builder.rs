@@ -67,6 +67,9 @@ impl<F: Flavor> StackBuilder<F> {
         /// The device segments large TCP packets itself (default off). See
         /// [`Config::tcp_segmentation_offload`].
         tcp_segmentation_offload: bool,
+        /// Verify transport checksums of incoming packets (default on). See
+        /// [`Config::verify_checksums`].
+        verify_checksums: bool,
         /// Receive buffer per TCP connection (default 256 KiB). See [`Config::tcp_rx_buffer`].
         tcp_rx_buffer: usize,
         /// Send buffer per TCP connection (default 256 KiB). See [`Config::tcp_tx_buffer`].

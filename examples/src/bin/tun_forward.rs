@@ -42,6 +42,11 @@ async fn main() -> std::io::Result<()> {
             Tun::create(&args.tun, args.mtu)
         })?
     };
+    // With offloads the kernel's transport checksums are partial by design, and every packet
+    // on the device was built by the local kernel: neither complete nor verify them (the stack
+    // gets `verify_checksums(false)` below).
+    let mut tun = tun;
+    tun.set_complete_checksums(!tun.offload());
     let tun = Arc::new(tun);
     let icmp_echo = match args.icmp {
         IcmpMode::Reply => IcmpEchoMode::Reply,
@@ -51,6 +56,7 @@ async fn main() -> std::io::Result<()> {
         .mtu(args.mtu as usize)
         // With the device's offloads the kernel cuts large TCP segments itself.
         .tcp_segmentation_offload(tun.offload())
+        .verify_checksums(!tun.offload())
         .tcp_rx_buffer(args.tcp_buffer())
         .tcp_tx_buffer(args.tcp_buffer())
         .max_connections(args.max_connections)
