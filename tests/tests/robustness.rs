@@ -490,6 +490,93 @@ fn lossy_tun_link_half_close_delivers_every_byte() {
 
 // ----- floods -----
 
+/// The `i`-th spoofed source of a flood: unique across 198.19.0.0/16, ports from `base_port`.
+fn spoofed_source(i: u32, base_port: u16) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8)),
+        base_port + (i >> 16) as u16,
+    )
+}
+
+/// Peaks of the process's RSS and of two counters, sampled every 5 ms while a flood runs.
+struct PeakSampler {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    peaks: Arc<[AtomicU64; 3]>,
+}
+
+impl PeakSampler {
+    /// Starts sampling `stack`: RSS (from `baseline_rss`) and the two values `of` reads from
+    /// its counters.
+    fn start(stack: &netstack_tokio::Stack, baseline_rss: u64, of: fn(&Stats) -> [u64; 2]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peaks = Arc::new([
+            AtomicU64::new(baseline_rss),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+        ]);
+        let task = {
+            let (stop, peaks, stack) = (stop.clone(), peaks.clone(), stack.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let [a, b] = of(&stack.stats());
+                    peaks[0].fetch_max(rss_kib(), Ordering::Relaxed);
+                    peaks[1].fetch_max(a, Ordering::Relaxed);
+                    peaks[2].fetch_max(b, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        PeakSampler { stop, task, peaks }
+    }
+
+    /// Stops sampling; returns the peaks (RSS in KiB, first value, second value).
+    async fn finish(self) -> (u64, u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("sampler");
+        let peak = |i: usize| self.peaks[i].load(Ordering::Relaxed);
+        (peak(0), peak(1), peak(2))
+    }
+}
+
+/// Pushes every packet of `flood` into `stack` while `stream` sends `sent` to the echo server
+/// and reads it back into `got` (both allocated by the caller before its memory baseline);
+/// checks the echo against `data` byte for byte and returns how long the flood took.
+async fn flood_during_echo(
+    stack: &netstack_tokio::Stack,
+    stream: TcpStream,
+    data: &[u8],
+    (sent, mut got): (Vec<u8>, Vec<u8>),
+    flood: impl Iterator<Item = Vec<u8>> + Send + 'static,
+    what: &str,
+) -> Duration {
+    let flood = {
+        let mut sink = stack.clone();
+        tokio::spawn(async move {
+            let started = StdInstant::now();
+            for packet in flood {
+                sink.send(packet).await.expect("sink");
+            }
+            started.elapsed()
+        })
+    };
+    let transfer = async {
+        let (mut r, mut w) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            w.write_all(&sent).await.expect("kernel write");
+            w.shutdown().await.expect("kernel shutdown");
+        });
+        r.read_to_end(&mut got).await.expect("kernel read");
+        writer.await.unwrap();
+        got
+    };
+    let (flood_time, got) = timeout(LIMIT, async { (flood.await.unwrap(), transfer.await) })
+        .await
+        .expect("flood or transfer timed out");
+    assert_same_bytes(&got, data, what);
+    flood_time
+}
+
 #[test]
 fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() {
     let _serial = serial();
@@ -515,63 +602,30 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
         let stream = TcpStream::connect(v4(7)).await.expect("connect");
         trim_heap();
         let baseline = rss_kib();
-
-        // Sample counters and memory while the flood runs.
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak_rss = Arc::new(AtomicU64::new(baseline));
-        let peak_half_open = Arc::new(AtomicU64::new(0));
-        let peak_conns = Arc::new(AtomicU64::new(0));
-        let sampler = {
-            let (stop, stack) = (stop.clone(), fx.stack.clone());
-            let (rss, half, conns) = (peak_rss.clone(), peak_half_open.clone(), peak_conns.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let s = stack.stats();
-                    half.fetch_max(s.tcp.syn_received, Ordering::Relaxed);
-                    conns.fetch_max(connections(&s), Ordering::Relaxed);
-                    rss.fetch_max(rss_kib(), Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-        };
-        let flood = {
-            let mut sink = fx.stack.clone();
-            tokio::spawn(async move {
-                let started = StdInstant::now();
-                for i in 0..SYNS {
-                    // Unique spoofed sources across 198.19.0.0/16 and many ports.
-                    let src = SocketAddr::new(
-                        IpAddr::V4(Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8)),
-                        10_000 + (i >> 16) as u16,
-                    );
-                    let dst = v4(80 + (i % 64) as u16);
-                    sink.send(craft_syn(src, dst, i as i32))
-                        .await
-                        .expect("sink");
-                }
-                started.elapsed()
-            })
-        };
-        let transfer = async {
-            let (mut r, mut w) = stream.into_split();
-            let writer = tokio::spawn(async move {
-                w.write_all(&sent).await.expect("kernel write");
-                w.shutdown().await.expect("kernel shutdown");
-            });
-            r.read_to_end(&mut got).await.expect("kernel read");
-            writer.await.unwrap();
-            got
-        };
-        let (flood_time, got) = timeout(LIMIT, async { (flood.await.unwrap(), transfer.await) })
-            .await
-            .expect("flood or transfer timed out");
-        assert_same_bytes(&got, &data, "echo during a SYN flood");
+        let sampler = PeakSampler::start(&fx.stack, baseline, |s| {
+            [s.tcp.syn_received, connections(s)]
+        });
+        let syns = (0..SYNS).map(|i| {
+            craft_syn(
+                spoofed_source(i, 10_000),
+                v4(80 + (i % 64) as u16),
+                i as i32,
+            )
+        });
+        let flood_time = flood_during_echo(
+            &fx.stack,
+            stream,
+            &data,
+            (sent, got),
+            syns,
+            "echo during a SYN flood",
+        )
+        .await;
         let s = wait_for(&fx.stack, Duration::from_secs(5), |s| {
             s.tcp.syn_received == 0
         })
         .await;
-        stop.store(true, Ordering::Relaxed);
-        sampler.await.unwrap();
+        let (peak, half, conns) = sampler.finish().await;
         let t = &s.tcp;
         // Every spoofed SYN is accounted for: refused, or admitted and expired.
         assert_eq!(
@@ -582,8 +636,6 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
         assert!(t.refused_syn_backlog > 0, "the backlog limit was hit: {s}");
         assert_eq!(t.accepted, 1, "no spoofed SYN reached the application: {s}");
         assert_eq!(t.syn_received, 0, "{s}");
-        let half = peak_half_open.load(Ordering::Relaxed);
-        let conns = peak_conns.load(Ordering::Relaxed);
         assert!(
             half <= backlog as u64,
             "half-open peak {half} > backlog {backlog}"
@@ -597,7 +649,6 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
         // plus its bounded packet queues (2 × 256 packets ≤ 1 MiB at MTU 1500); 16 MiB more
         // for allocator and runtime slack. A leak per SYN (100,000 × anything) or an unbounded
         // queue would exceed it.
-        let peak = peak_rss.load(Ordering::Relaxed);
         let growth_mib = (peak.saturating_sub(baseline)) as f64 / 1024.0;
         let bound_mib = ((backlog + 1) * 2 * buffer) as f64 / (1 << 20) as f64 + 16.0;
         println!(
@@ -639,26 +690,8 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
         let stream = TcpStream::connect(v4(7)).await.expect("connect");
         trim_heap();
         let baseline = rss_kib();
-
-        let stop = Arc::new(AtomicBool::new(false));
-        let (peak_rss, peak_queued, peak_bytes) = (
-            Arc::new(AtomicU64::new(baseline)),
-            Arc::new(AtomicU64::new(0)),
-            Arc::new(AtomicU64::new(0)),
-        );
-        let sampler = {
-            let (stop, stack) = (stop.clone(), fx.stack.clone());
-            let (rss, queued, bytes) = (peak_rss.clone(), peak_queued.clone(), peak_bytes.clone());
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let s = stack.stats();
-                    queued.fetch_max(s.udp.queued, Ordering::Relaxed);
-                    bytes.fetch_max(s.udp.queued_bytes, Ordering::Relaxed);
-                    rss.fetch_max(rss_kib(), Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-        };
+        let sampler =
+            PeakSampler::start(&fx.stack, baseline, |s| [s.udp.queued, s.udp.queued_bytes]);
         // A slow application: it reads 32 datagrams, then looks away for a millisecond.
         let delivered = Arc::new(AtomicU64::new(0));
         let reader = {
@@ -674,38 +707,23 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
                 }
             })
         };
-        let flood = {
-            let mut sink = fx.stack.clone();
-            tokio::spawn(async move {
-                let started = StdInstant::now();
-                for i in 0..DATAGRAMS {
-                    // Spoofed sources across 198.19.0.0/16, to 5,000 ports.
-                    let src = SocketAddr::new(
-                        IpAddr::V4(Ipv4Addr::new(198, 19, (i >> 8) as u8, i as u8)),
-                        30_000 + (i >> 16) as u16,
-                    );
-                    let dst = v4(1_000 + (i % PORTS) as u16);
-                    sink.send(craft_udp_v4(src, dst, &payload))
-                        .await
-                        .expect("sink");
-                }
-                started.elapsed()
-            })
-        };
-        let transfer = async {
-            let (mut r, mut w) = stream.into_split();
-            let writer = tokio::spawn(async move {
-                w.write_all(&sent).await.expect("kernel write");
-                w.shutdown().await.expect("kernel shutdown");
-            });
-            r.read_to_end(&mut got).await.expect("kernel read");
-            writer.await.unwrap();
-            got
-        };
-        let (flood_time, got) = timeout(LIMIT, async { (flood.await.unwrap(), transfer.await) })
-            .await
-            .expect("flood or transfer timed out");
-        assert_same_bytes(&got, &data, "echo during a UDP flood");
+        // Spoofed sources across 198.19.0.0/16, to 5,000 ports.
+        let datagrams = (0..DATAGRAMS).map(move |i| {
+            craft_udp_v4(
+                spoofed_source(i, 30_000),
+                v4(1_000 + (i % PORTS) as u16),
+                &payload,
+            )
+        });
+        let flood_time = flood_during_echo(
+            &fx.stack,
+            stream,
+            &data,
+            (sent, got),
+            datagrams,
+            "echo during a UDP flood",
+        )
+        .await;
         // Every datagram is either delivered to the application or counted as dropped.
         let s = wait_for(&fx.stack, Duration::from_secs(10), |s| {
             s.udp.queued == 0 && s.udp.datagrams_in + s.drops.udp_queue_full >= u64::from(DATAGRAMS)
@@ -715,8 +733,7 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
             delivered.load(Ordering::Relaxed) == s.udp.datagrams_in
         })
         .await;
-        stop.store(true, Ordering::Relaxed);
-        sampler.await.unwrap();
+        let (peak, queued, bytes) = sampler.finish().await;
         reader.abort();
         let delivered = delivered.load(Ordering::Relaxed);
         assert_eq!(
@@ -730,10 +747,6 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
             "the slow reader overflowed the queue: {s}"
         );
         assert!(delivered > 0, "{s}");
-        let (queued, bytes) = (
-            peak_queued.load(Ordering::Relaxed),
-            peak_bytes.load(Ordering::Relaxed),
-        );
         assert!(queued <= queue as u64, "queued peak {queued} > {queue}");
         assert!(
             bytes <= queue_bytes as u64,
@@ -742,7 +755,6 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
         // Memory: the UDP queue (≤ 1 MiB of payload, each datagram in its packet buffer) and
         // the bounded packet queues (2 × 256 packets ≤ 1 MiB at MTU 1500), 16 MiB of slack.
         // Keeping the 100,000 datagrams (or any per-port state for 5,000 ports) would not fit.
-        let peak = peak_rss.load(Ordering::Relaxed);
         let growth_mib = peak.saturating_sub(baseline) as f64 / 1024.0;
         let bound_mib = 2.0 * queue_bytes as f64 / (1 << 20) as f64 + 16.0;
         println!(
