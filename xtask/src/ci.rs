@@ -39,7 +39,7 @@ const STEPS: &[(&str, &[&str])] = &[
     ),
     (
         "bounded fuzz run on the seed corpus",
-        &["xtask", "fuzz", "--engine", "stable", "--seconds", "20"],
+        &["xtask", "fuzz", "--engine", "stable", "--seconds", "60"],
     ),
 ];
 
