@@ -89,6 +89,11 @@ pub fn config() -> Config {
         .reassembly_timeout(Duration::from_secs(2))
 }
 
+/// Whether the stack of an input verifies transport checksums: inputs of even length do.
+fn verifies_checksums(data: &[u8]) -> bool {
+    data.len() % 2 == 0
+}
+
 /// Most operations one input may run: keeps every execution short.
 const MAX_OPS: usize = 256;
 /// The peer's (the TUN side's) address, the original destination it connects to.
@@ -148,9 +153,10 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// A fresh stack with [`config`].
-    pub fn new() -> Self {
-        let config = config();
+    /// A fresh stack with [`config`], verifying transport checksums or not
+    /// (`Config::verify_checksums`: off, damaged packets reach smoltcp and the UDP/ICMP paths).
+    pub fn new(verify_checksums: bool) -> Self {
+        let config = config().verify_checksums(verify_checksums);
         Checked {
             stack: Rc::new(FuzzStack::new(config.clone(), ManualClock::default())),
             config,
@@ -257,8 +263,9 @@ impl Checked {
 }
 
 impl Default for Checked {
+    /// A stack that verifies checksums (the default configuration).
     fn default() -> Self {
-        Self::new()
+        Self::new(true)
     }
 }
 
@@ -477,7 +484,9 @@ fn offset(seq: TcpSeqNumber, delta: i32) -> TcpSeqNumber {
 /// queue, which is bounded).
 pub fn ingress_bytes(data: &[u8]) {
     let mut input = Input { data };
-    let mut stack = Checked::new();
+    // Half the inputs run with checksum verification off (chosen by length, so that the
+    // meaning of the bytes does not change).
+    let mut stack = Checked::new(verifies_checksums(data));
     let mut ops = 0;
     while !input.is_empty() && ops < MAX_OPS {
         ops += 1;
@@ -677,9 +686,9 @@ struct Session {
 impl Session {
     /// A stack and a peer with one established, accepted connection that carried a little data
     /// each way.
-    fn new() -> Self {
+    fn new(verify_checksums: bool) -> Self {
         let mut s = Session {
-            stack: Checked::new(),
+            stack: Checked::new(verify_checksums),
             peer: Peer::new(),
             peer_socks: Vec::new(),
             next_port: 40000,
@@ -1023,7 +1032,7 @@ impl Session {
 
 fn session(data: &[u8], mode: Mode) {
     let mut input = Input { data };
-    let mut s = Session::new();
+    let mut s = Session::new(verifies_checksums(data));
     let table = match mode {
         Mode::Packets => &PACKET_OPS,
         Mode::AppOps => &APP_OPS,
