@@ -217,27 +217,32 @@ mod tests {
         buf
     }
 
+    /// Turns the correct checksum at `start + offset` into what the kernel hands over with
+    /// NEEDS_CSUM — the pseudo-header sum alone: ~checksum minus the sum over the transport
+    /// bytes (with a zero checksum field), in one's complement — and returns the header that
+    /// says so.
+    fn make_partial(packet: &mut [u8], start: usize, offset: usize) -> VnetHdr {
+        let at = start + offset;
+        let real = u16::from_be_bytes([packet[at], packet[at + 1]]);
+        packet[at] = 0;
+        packet[at + 1] = 0;
+        let data = fold(sum_be_words(&packet[start..], 0));
+        let pseudo = fold(u64::from(!real) + u64::from(!data));
+        packet[at..at + 2].copy_from_slice(&pseudo.to_be_bytes());
+        VnetHdr {
+            flags: NEEDS_CSUM,
+            gso_type: 0,
+            csum_start: start as u16,
+            csum_offset: offset as u16,
+        }
+    }
+
     #[test]
     fn completing_a_partial_tcp_checksum_gives_the_real_one() {
         for len in [0, 1, 2, 3, 1460, 1461, 65_000] {
             let good = tcp_v4(len);
-            let real = u16::from_be_bytes([good[36], good[37]]);
-            // The kernel's partial value: the pseudo-header sum, i.e. what the checksum field
-            // holds before the data is added. Derive it: pseudo = ~(real) - sum(segment with
-            // a zero checksum field), in one's complement.
-            let mut zeroed = good.clone();
-            zeroed[36] = 0;
-            zeroed[37] = 0;
-            let data = fold(sum_be_words(&zeroed[20..], 0));
-            let pseudo = fold(u64::from(!real) + u64::from(!data));
-            let mut partial = zeroed.clone();
-            partial[36..38].copy_from_slice(&pseudo.to_be_bytes());
-            let hdr = VnetHdr {
-                flags: NEEDS_CSUM,
-                gso_type: 1,
-                csum_start: 20,
-                csum_offset: 16,
-            };
+            let mut partial = good.clone();
+            let hdr = make_partial(&mut partial, 20, 16);
             finish_packet(&hdr, &mut partial).unwrap();
             let p = Ipv4Packet::new_checked(&partial[..]).unwrap();
             let t = TcpPacket::new_checked(p.payload()).unwrap();
@@ -324,18 +329,7 @@ mod tests {
             |b| b.copy_from_slice(payload),
             &caps,
         );
-        let real = u16::from_be_bytes([buf[46], buf[47]]);
-        buf[46] = 0;
-        buf[47] = 0;
-        let data = fold(sum_be_words(&buf[40..], 0));
-        let pseudo = fold(u64::from(!real) + u64::from(!data));
-        buf[46..48].copy_from_slice(&pseudo.to_be_bytes());
-        let hdr = VnetHdr {
-            flags: NEEDS_CSUM,
-            gso_type: 0,
-            csum_start: 40,
-            csum_offset: 6,
-        };
+        let hdr = make_partial(&mut buf, 40, 6);
         finish_packet(&hdr, &mut buf).unwrap();
         let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
         let u = UdpPacket::new_checked(p.payload()).unwrap();
