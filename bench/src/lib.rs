@@ -2,8 +2,8 @@
 //!
 //! This crate is a workspace member that no library depends on. It holds the subjects and load
 //! generators the benchmark drives. The peers and the kernel relay share one relay glue
-//! ([`relay::relay_to`], `copy_bidirectional_with_sizes` with 64 KiB per direction, as
-//! `tun_forward`'s relay buffers), so that only the TCP termination differs between them;
+//! ([`relay::relay_to`], `copy_bidirectional_with_sizes` with the same buffer size per direction
+//! as `tun_forward`'s relay), so that only the TCP termination differs between them;
 //! `tun_forward` uses its own readiness-based relay (see BENCHMARKS.md):
 //!
 //! * `fwd_netstack_smoltcp`, `fwd_ipstack`: forwarders with `tun_forward`'s command line over the

@@ -14,12 +14,15 @@ use futures::FutureExt;
 use netstack_tokio::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Buffer size of each relay direction: large enough that the copy is not the bottleneck.
-pub const RELAY_BUFFER: usize = 64 * 1024;
+/// Buffer size of each relay direction: four 64 KiB TCP segments per read and per socket write
+/// (measured at MTU 65000, 3 x 5 s: upload 16.3 -> 20.0 Gbit/s and 8 streams 19.7 -> 22.5 Gbit/s
+/// against 64 KiB buffers, with 19 % less CPU per GB). Only directions moving bytes hold one.
+pub const RELAY_BUFFER: usize = 256 * 1024;
 
-/// Free buffers the shared pool keeps for reuse (16 MiB of 64 KiB buffers); more are
-/// allocated while more directions are busy at once, and freed when returned to a full pool.
-pub const POOLED_BUFFERS: usize = 256;
+/// Free buffers the shared pool keeps for reuse (16 MiB of 256 KiB buffers, touched once
+/// used); more are allocated while more directions are busy at once, and freed when returned
+/// to a full pool.
+pub const POOLED_BUFFERS: usize = 64;
 
 /// A bounded pool of relay buffers shared by every relay of the process.
 #[derive(Debug)]
