@@ -34,8 +34,8 @@ pub struct VnetHdr {
 }
 
 impl VnetHdr {
-    /// Decodes a header as the kernel writes it (host byte order: `TUNSETVNETLE` unset on a
-    /// little-endian host, the only kind this code is built for with offloads).
+    /// Decodes a header as the kernel writes it: in host byte order, as long as nobody set
+    /// `TUNSETVNETLE`/`TUNSETVNETBE` on the device (`Tun` never does).
     pub fn parse(raw: &[u8; VNET_HDR_LEN]) -> VnetHdr {
         let u16_at = |i: usize| u16::from_ne_bytes([raw[i], raw[i + 1]]);
         VnetHdr {

@@ -90,7 +90,7 @@ async fn main() -> std::io::Result<()> {
         }
         IcmpMode::Reply => None,
     };
-    let (pump_in, pump_out) = wire(tun, stack);
+    let (pump_in, pump_out) = wire(tun.clone(), stack);
     println!("ready");
 
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -118,5 +118,10 @@ async fn main() -> std::io::Result<()> {
     }
     eprintln!("{}", stats.stats());
     eprintln!("{udp_stats}");
+    eprintln!(
+        "tun: offloads {}, {} packets dropped for an inconsistent offload header",
+        if tun.offload() { "on" } else { "off" },
+        tun.offload_drops()
+    );
     Ok(())
 }
