@@ -1,5 +1,5 @@
 //! Glue of the single-thread smol forwarder: packet pumps between an [`AsyncIoTun`] and a
-//! [`netstack_smol::local::Stack`], and a relay of one stream over an async-io kernel socket.
+//! [`netstack_smol::local::PacketPort`], and a relay of one stream over an async-io kernel socket.
 //!
 //! Everything here is `!Send`: it runs on one thread, with no locks, in a
 //! `async_executor::LocalExecutor`.
@@ -12,7 +12,7 @@ use async_executor::{LocalExecutor, Task};
 use async_io::Async;
 use futures::io::BufReader;
 use futures::{AsyncWriteExt, SinkExt, StreamExt};
-use netstack_smol::local::{Stack, TcpStream};
+use netstack_smol::local::{PacketPort, TcpStream};
 
 use crate::tun_async_io::AsyncIoTun;
 
@@ -27,7 +27,7 @@ const RELAY_BUFFER: usize = 64 * 1024;
 pub fn wire(
     ex: &LocalExecutor<'static>,
     tun: Rc<AsyncIoTun>,
-    stack: Stack,
+    stack: PacketPort,
 ) -> (Task<io::Result<()>>, Task<io::Result<()>>) {
     let (mut sink, mut stream) = stack.split();
     let reader = tun.clone();

@@ -1,10 +1,10 @@
-//! Wiring a [`Tun`] device to a [`netstack_tokio::Stack`]: two tasks that move packets.
+//! Wiring a [`Tun`] device to a [`netstack_tokio::PacketPort`]: two tasks that move packets.
 
 use std::io;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use netstack_tokio::Stack;
+use netstack_tokio::PacketPort;
 use tokio::task::JoinHandle;
 
 use crate::tun::Tun;
@@ -18,7 +18,7 @@ const BATCH: usize = 32;
 /// task counts and skips packets the device refuses to write, and never ends on its own.
 pub fn wire(
     tun: Arc<Tun>,
-    stack: Stack,
+    stack: PacketPort,
 ) -> (JoinHandle<io::Result<()>>, JoinHandle<io::Result<()>>) {
     let (mut sink, mut stream) = stack.split();
     let reader = tun.clone();

@@ -32,7 +32,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use netstack_core::{Clock, Config, Duration, Instant, Stack, Stats, TcpConnection};
+use netstack_core::{Clock, Config, Duration, Instant, Stack, Stats, TcpListener, TcpStream};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -62,7 +62,16 @@ impl Clock for ManualClock {
 pub type FuzzStack = Stack<NoopRawMutex, ManualClock>;
 
 /// A connection handle held by the fuzzed application.
-type Conn = TcpConnection<Rc<FuzzStack>>;
+type Conn = TcpStream<Rc<FuzzStack>>;
+
+/// Takes every connection waiting in `stack`'s accept queue.
+fn accept_all(stack: &Rc<FuzzStack>, mut f: impl FnMut(Conn)) {
+    let listener: TcpListener<Rc<FuzzStack>> = TcpListener::new(stack.clone());
+    let mut cx = Context::from_waker(Waker::noop());
+    while let Poll::Ready(Ok(c)) = listener.poll_accept(&mut cx) {
+        f(c);
+    }
+}
 
 /// The configuration every target uses: small queues, buffers and limits so that inputs reach
 /// the "full" paths quickly, short timeouts so that the final leak check is fast.
@@ -214,7 +223,7 @@ impl Checked {
         let d = &s.drops;
         let dropped = d.malformed
             + d.bad_checksum
-            + d.unsupported
+            + d.unknown_protocol
             + d.filtered
             + d.reassembly
             + d.udp_queue_full
@@ -244,12 +253,9 @@ impl Checked {
     /// The end of every input: with no handle left and no peer answering, simulated time passes
     /// until every timeout fired. Then every table must be empty and the runner idle.
     pub fn finish(mut self) {
-        let mut cx = Context::from_waker(Waker::noop());
         // syn_timeout + close_timeout + tcp_timeout + slack, one second at a time.
         for _ in 0..20 {
-            while let Poll::Ready(c) = FuzzStack::poll_accept(&self.stack, &mut cx) {
-                drop(c);
-            }
+            accept_all(&self.stack, drop);
             self.stack.clock().advance(1000);
             self.run(0);
         }
@@ -717,10 +723,7 @@ impl Session {
     }
 
     fn accept(&mut self) {
-        let mut cx = Context::from_waker(Waker::noop());
-        while let Poll::Ready(c) = FuzzStack::poll_accept(&self.stack.stack, &mut cx) {
-            self.conns.push(c);
-        }
+        accept_all(&self.stack.stack, |c| self.conns.push(c));
     }
 
     fn now(&self) -> smoltcp::time::Instant {

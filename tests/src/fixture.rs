@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use netstack_tokio::{PacketSink, Runner, Stack, StackBuilder, Stats, TcpListener};
+use netstack_tokio::{PacketPort, PacketSink, Runner, StackBuilder, Stats, TcpListener};
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
@@ -39,7 +39,7 @@ pub type OutTap = Box<dyn FnMut(Vec<u8>, &Arc<Tun>) -> Vec<Vec<u8>> + Send>;
 /// A running stack wired to a TUN device.
 pub struct Fixture {
     /// The packet side (clone it to inject packets or read counters).
-    pub stack: Stack,
+    pub stack: PacketPort,
     /// Accepts the stack's connections.
     pub listener: TcpListener,
     /// How many times the runner future has been polled.
@@ -112,7 +112,7 @@ impl Fixture {
 }
 
 /// Waits (up to `limit`) until `cond` holds for the stack's counters; returns the last snapshot.
-pub async fn wait_for(stack: &Stack, limit: Duration, cond: impl Fn(&Stats) -> bool) -> Stats {
+pub async fn wait_for(stack: &PacketPort, limit: Duration, cond: impl Fn(&Stats) -> bool) -> Stats {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let s = stack.stats();

@@ -142,7 +142,7 @@ macro_rules! common {
         /// A running stack wired to the TUN device.
         pub struct Fixture {
             /// The packet side (clone it to inject packets or read counters).
-            pub stack: Stack,
+            pub stack: PacketPort,
             /// Accepts the stack's connections.
             pub listener: TcpListener,
             /// How many times the runner future has been polled.
@@ -210,7 +210,7 @@ macro_rules! common {
         /// Waits (up to `limit`) until `cond` holds for the stack's counters; returns the
         /// last snapshot.
         pub async fn wait_for(
-            stack: &Stack,
+            stack: &PacketPort,
             limit: std::time::Duration,
             cond: impl Fn(&Stats) -> bool,
         ) -> Stats {
@@ -231,7 +231,7 @@ pub mod tokio_multi_thread {
     use std::future::Future;
     use std::sync::Arc;
 
-    pub use netstack_tokio::{Stack, StackBuilder, Stats, TcpListener};
+    pub use netstack_tokio::{PacketPort, StackBuilder, Stats, TcpListener};
     pub use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     pub use tokio::time::{sleep, timeout};
 
@@ -267,7 +267,7 @@ pub mod tokio_local {
     use std::future::Future;
     use std::sync::Arc;
 
-    pub use netstack_tokio::local::{Stack, StackBuilder, TcpListener};
+    pub use netstack_tokio::local::{PacketPort, StackBuilder, TcpListener};
     pub use netstack_tokio::Stats;
     pub use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     pub use tokio::time::{sleep, timeout};
@@ -340,7 +340,7 @@ pub mod smol_send {
     pub use super::async_io_time::{sleep, timeout};
     pub use super::ShutdownExt as _;
     pub use futures::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    pub use netstack_smol::{Stack, StackBuilder, Stats, TcpListener};
+    pub use netstack_smol::{PacketPort, StackBuilder, Stats, TcpListener};
     pub use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use async_executor::Executor;
@@ -421,7 +421,7 @@ pub mod smol_local {
     pub use super::async_io_time::{sleep, timeout};
     pub use super::ShutdownExt as _;
     pub use futures::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    pub use netstack_smol::local::{Stack, StackBuilder, TcpListener};
+    pub use netstack_smol::local::{PacketPort, StackBuilder, TcpListener};
     pub use netstack_smol::Stats;
     pub use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use netstack_core::{Clock, Config, Instant, RunnerStatus, Stack, TcpConnection};
+use netstack_core::{Clock, Config, Instant, RunnerStatus, Stack, TcpListener, TcpStream};
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -38,7 +38,7 @@ impl Clock for ManualClock {
 /// The stack under simulation.
 pub type SimStack = Stack<NoopRawMutex, ManualClock>;
 /// A connection accepted from a [`SimStack`].
-pub type SimConn = TcpConnection<Rc<SimStack>>;
+pub type SimConn = TcpStream<Rc<SimStack>>;
 
 /// The peer's address on the simulated link.
 pub const PEER_ADDR: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
@@ -221,8 +221,10 @@ impl Sim {
 
     /// Takes the next accepted connection, if any.
     pub fn accept(&self) -> Option<SimConn> {
-        match SimStack::poll_accept(&self.stack, &mut noop_cx()) {
-            Poll::Ready(c) => Some(c),
+        let listener: TcpListener<Rc<SimStack>> = TcpListener::new(self.stack.clone());
+        match listener.poll_accept(&mut noop_cx()) {
+            Poll::Ready(Ok(c)) => Some(c),
+            Poll::Ready(Err(e)) => panic!("accept failed: {e}"),
             Poll::Pending => None,
         }
     }

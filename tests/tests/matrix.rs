@@ -102,10 +102,12 @@ macro_rules! bulk_body {
         let mtu: u32 = $mtu;
         let fx = Fixture::start(
             $tun,
-            StackBuilder::default()
-                .mtu(mtu as usize)
-                .tcp_rx_buffer(buffer_for(mtu))
-                .tcp_tx_buffer(buffer_for(mtu)),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .mtu(mtu as usize)
+                    .tcp_rx_buffer(buffer_for(mtu))
+                    .tcp_tx_buffer(buffer_for(mtu)),
+            ),
         );
         let up = pattern(1, BULK);
         let down = pattern(2, BULK);

@@ -301,9 +301,10 @@ fn sim_rst_in_syn_received_does_not_hand_the_socket_to_another_peer() {
         ))
         .unwrap();
     run_and_collect_synacks(&stack);
-    let conn = match SimStack::poll_accept(&&stack, &mut noop_cx()) {
-        std::task::Poll::Ready(c) => c,
-        std::task::Poll::Pending => panic!("B's connection: {}", stack.stats()),
+    let listener: netstack_core::TcpListener<&SimStack> = netstack_core::TcpListener::new(&stack);
+    let conn = match listener.poll_accept(&mut noop_cx()) {
+        std::task::Poll::Ready(Ok(c)) => c,
+        other => panic!("B's connection: {other:?} {}", stack.stats()),
     };
     let mut buf = [0u8; 16];
     assert_eq!(
@@ -508,7 +509,11 @@ struct PeakSampler {
 impl PeakSampler {
     /// Starts sampling `stack`: RSS (from `baseline_rss`) and the two values `of` reads from
     /// its counters.
-    fn start(stack: &netstack_tokio::Stack, baseline_rss: u64, of: fn(&Stats) -> [u64; 2]) -> Self {
+    fn start(
+        stack: &netstack_tokio::PacketPort,
+        baseline_rss: u64,
+        of: fn(&Stats) -> [u64; 2],
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let peaks = Arc::new([
             AtomicU64::new(baseline_rss),
@@ -543,7 +548,7 @@ impl PeakSampler {
 /// and reads it back into `got` (both allocated by the caller before its memory baseline);
 /// checks the echo against `data` byte for byte and returns how long the flood took.
 async fn flood_during_echo(
-    stack: &netstack_tokio::Stack,
+    stack: &netstack_tokio::PacketPort,
     stream: TcpStream,
     data: &[u8],
     (sent, mut got): (Vec<u8>, Vec<u8>),
@@ -583,10 +588,12 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
     run_in_netns(TestNet::default(), 2, |tun| async move {
         const SYNS: u32 = 100_000;
         let buffer = 64 * 1024;
-        let builder = StackBuilder::default()
-            .tcp_rx_buffer(buffer)
-            .tcp_tx_buffer(buffer)
-            .syn_timeout(netstack_tokio::Duration::from_secs(1));
+        let builder = StackBuilder::new(
+            netstack_tokio::Config::default()
+                .tcp_rx_buffer(buffer)
+                .tcp_tx_buffer(buffer)
+                .syn_timeout(netstack_tokio::Duration::from_secs(1)),
+        );
         let (backlog, max_conns) = (
             builder.config().syn_backlog,
             builder.config().max_connections,
@@ -676,9 +683,11 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
         let (queue, queue_bytes) = (256, 1 << 20);
         let fx = Fixture::start(
             tun,
-            StackBuilder::default()
-                .udp_queue(queue)
-                .udp_queue_bytes(queue_bytes),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .udp_queue(queue)
+                    .udp_queue_bytes(queue_bytes),
+            ),
         );
         spawn_echo_server(fx.listener);
         let udp = fx.stack.udp_socket().expect("udp socket");
@@ -779,7 +788,7 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
 /// Opens `n` connections of three kinds from `workers` concurrent kernel tasks: graceful close,
 /// RST (SO_LINGER 0), and half-open (a crafted SYN that never completes). Returns the number
 /// of real (kernel) connections and of half-open ones.
-async fn churn(stack: &netstack_tokio::Stack, n: u32, offset: u32) -> (u64, u64) {
+async fn churn(stack: &netstack_tokio::PacketPort, n: u32, offset: u32) -> (u64, u64) {
     let workers = 32;
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
@@ -841,12 +850,14 @@ fn churn_of_10k_short_connections_leaves_every_table_empty_and_memory_flat() {
             tun,
             // Room for every half-open connection of the churn at once: how many are pending
             // depends on how fast the churn runs, and refusing real peers is not under test.
-            StackBuilder::default()
-                .syn_backlog(4096)
-                .max_connections(8192)
-                .tcp_buffer_budget(8192 * 512 * 1024)
-                .syn_timeout(netstack_tokio::Duration::from_secs(1))
-                .close_timeout(netstack_tokio::Duration::from_secs(2)),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .syn_backlog(4096)
+                    .max_connections(8192)
+                    .tcp_buffer_budget(8192 * 512 * 1024)
+                    .syn_timeout(netstack_tokio::Duration::from_secs(1))
+                    .close_timeout(netstack_tokio::Duration::from_secs(2)),
+            ),
         );
         // The echo server's buffer is the application's memory, not the stack's: keep it small.
         spawn_echo_server_with_buffer(fx.listener, 1024);
@@ -929,7 +940,11 @@ fn garbage_packets_never_make_the_packet_sink_fail() {
             .expect("the sink must not fail on garbage");
         let s = wait_for(&fx.stack, Duration::from_secs(5), |s| s.packets_in >= count).await;
         let d = &s.drops;
-        assert_eq!(d.malformed + d.bad_checksum + d.unsupported, count, "{s}");
+        assert_eq!(
+            d.malformed + d.bad_checksum + d.unknown_protocol,
+            count,
+            "{s}"
+        );
         let mut c = timeout(Duration::from_secs(10), TcpStream::connect(v4(7)))
             .await
             .expect("connect timed out")
@@ -943,7 +958,8 @@ fn garbage_packets_never_make_the_packet_sink_fail() {
 
 /// Defect 11: netstack-smoltcp had `unsafe impl Send` on a boxed future, making `Rc`-holding
 /// futures look `Send`. Here Send-ness is the compiler's: no `unsafe impl Send`/`Sync` anywhere
-/// in the crates, and no `unsafe` at all in the core.
+/// in the crates, and no `unsafe` in the core except the `std` feature's mutex, whose one
+/// `unsafe impl RawMutex` carries its `// SAFETY:` argument (and a test of its own).
 #[test]
 fn no_unsafe_impl_send_or_sync_and_no_unsafe_in_the_core() {
     let _serial = serial();
@@ -979,11 +995,26 @@ fn no_unsafe_impl_send_or_sync_and_no_unsafe_in_the_core() {
         }
         if file.components().any(|c| c.as_os_str() == "netstack-core") {
             core_files += 1;
-            assert!(
-                !flat.contains("unsafe"),
-                "{}: `unsafe` in netstack-core",
-                file.display()
-            );
+            if file.ends_with("std_mutex.rs") {
+                let code: Vec<&str> = text.lines().filter(|l| l.contains("unsafe ")).collect();
+                assert_eq!(
+                    code,
+                    ["unsafe impl RawMutex for StdRawMutex {"],
+                    "{}",
+                    file.display()
+                );
+                assert!(
+                    text.contains("// SAFETY: `RawMutex` requires"),
+                    "{}",
+                    file.display()
+                );
+            } else {
+                assert!(
+                    !flat.contains("unsafe"),
+                    "{}: `unsafe` in netstack-core",
+                    file.display()
+                );
+            }
         }
     }
     assert!(core_files > 3, "found the core's sources");

@@ -89,10 +89,12 @@ fn bulk_both_directions(mtu: u32, len: usize) {
         let buffer = (16 * mtu as usize).max(256 * 1024);
         let fx = Fixture::start(
             tun,
-            StackBuilder::default()
-                .mtu(mtu as usize)
-                .tcp_rx_buffer(buffer)
-                .tcp_tx_buffer(buffer),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .mtu(mtu as usize)
+                    .tcp_rx_buffer(buffer)
+                    .tcp_tx_buffer(buffer),
+            ),
         );
         let up = pattern(1, len);
         let down = pattern(2, len);
@@ -396,7 +398,10 @@ fn retransmitted_syn_yields_one_stream() {
 #[test]
 fn connection_cap_refuses_excess_syns_with_rst() {
     run_in_netns(net(1500), 2, |tun| async move {
-        let fx = Fixture::start(tun, StackBuilder::default().max_connections(3));
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::new(netstack_tokio::Config::default().max_connections(3)),
+        );
         let listener = fx.listener;
         timeout(LIMIT, async {
             let mut held = Vec::new();
@@ -434,10 +439,12 @@ fn buffer_budget_refuses_syns_beyond_it_with_rst() {
         // Room for exactly three connections' buffers.
         let fx = Fixture::start(
             tun,
-            StackBuilder::default()
-                .tcp_rx_buffer(64 * 1024)
-                .tcp_tx_buffer(64 * 1024)
-                .tcp_buffer_budget(3 * 128 * 1024),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .tcp_rx_buffer(64 * 1024)
+                    .tcp_tx_buffer(64 * 1024)
+                    .tcp_buffer_budget(3 * 128 * 1024),
+            ),
         );
         let listener = fx.listener;
         timeout(LIMIT, async {
@@ -465,9 +472,11 @@ fn syn_backlog_is_bounded_and_expires() {
     run_in_netns(net(1500), 2, |tun| async move {
         let fx = Fixture::start(
             tun,
-            StackBuilder::default()
-                .syn_backlog(2)
-                .syn_timeout(netstack_tokio::Duration::from_secs(1)),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .syn_backlog(2)
+                    .syn_timeout(netstack_tokio::Duration::from_secs(1)),
+            ),
         );
         // Five spoofed SYNs that never complete their handshake.
         let mut sink = fx.stack.clone();

@@ -151,7 +151,7 @@ fn delivered_echo_requests_are_answered_only_by_the_application() {
     run_in_netns(net(), 2, |tun| async move {
         let fx = Fixture::start(
             tun,
-            StackBuilder::default().icmp_echo(IcmpEchoMode::Deliver),
+            StackBuilder::new(netstack_tokio::Config::default().icmp_echo(IcmpEchoMode::Deliver)),
         );
         let icmp = fx.stack.icmp_socket().unwrap();
         // The application answers for 198.18.0.60 only, as a forwarder whose real destination
@@ -185,7 +185,7 @@ fn filter_denies_a_destination_and_allows_others() {
     run_in_netns(net(), 2, |tun| async move {
         let denied: IpCidr = "198.18.0.70/32".parse().unwrap();
         let config = Config::default().filter(IpFilter::default().deny(None, Some(denied)));
-        let fx = Fixture::start(tun, StackBuilder::from_config(config));
+        let fx = Fixture::start(tun, StackBuilder::new(config));
         spawn_udp_echo(fx.stack.udp_socket().unwrap());
         spawn_echo_server(fx.listener);
         timeout(LIMIT, async {
@@ -283,9 +283,11 @@ fn udp_flood_to_a_slow_reader_keeps_memory_bounded() {
     run_in_netns(net(), 2, |tun| async move {
         let fx = Fixture::start(
             tun,
-            StackBuilder::default()
-                .udp_queue(256)
-                .udp_queue_bytes(1 << 20),
+            StackBuilder::new(
+                netstack_tokio::Config::default()
+                    .udp_queue(256)
+                    .udp_queue_bytes(1 << 20),
+            ),
         );
         let socket = Arc::new(fx.stack.udp_socket().unwrap());
         // Nobody reads while 20,000 datagrams of 1 KiB arrive for 1,000 ports.

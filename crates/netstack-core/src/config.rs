@@ -7,7 +7,7 @@
 use smoltcp::time::Duration;
 
 use crate::filter::IpFilter;
-use crate::icmp::IcmpEchoMode;
+use crate::icmp::message::IcmpEchoMode;
 
 /// Configuration of a [`Stack`](crate::Stack). Build it with [`Config::default`] and the
 /// chainable setters.
@@ -67,8 +67,11 @@ pub struct Config {
     pub tcp_keep_alive: Option<Duration>,
     /// Maximum packets the runner processes per poll before yielding. Default 64.
     pub runner_batch: usize,
-    /// Seed for initial sequence numbers. Set it from a random source. Default 0.
-    pub random_seed: u64,
+    /// Seed for initial sequence numbers and IP identifications. `None` (the default): the
+    /// [`StackBuilder`](crate::StackBuilder) asks its [`Runtime`](crate::Runtime) for a random
+    /// one; a stack made directly with [`Stack::new`](crate::Stack::new) then uses 0, which
+    /// makes sequence numbers predictable — set one from a random source there.
+    pub random_seed: Option<u64>,
     /// UDP datagrams waiting for the application. Default 512. Excess datagrams are dropped
     /// and counted (`drops.udp_queue_full`).
     pub udp_queue: usize,
@@ -114,7 +117,7 @@ impl Default for Config {
             tcp_timeout: Some(Duration::from_secs(120)),
             tcp_keep_alive: None,
             runner_batch: 64,
-            random_seed: 0,
+            random_seed: None,
             udp_queue: 512,
             udp_queue_bytes: 4 << 20,
             hop_limit: 64,
@@ -180,8 +183,6 @@ setter! {
     tcp_keep_alive: Option<Duration>,
     /// Sets [`Config::runner_batch`].
     runner_batch: usize,
-    /// Sets [`Config::random_seed`].
-    random_seed: u64,
     /// Sets [`Config::udp_queue`].
     udp_queue: usize,
     /// Sets [`Config::udp_queue_bytes`].
@@ -207,6 +208,18 @@ setter! {
 }
 
 impl Config {
+    /// Sets [`Config::random_seed`].
+    #[must_use]
+    pub fn random_seed(mut self, seed: u64) -> Self {
+        self.random_seed = Some(seed);
+        self
+    }
+
+    /// The seed in use (0 when none was given).
+    pub(crate) fn seed(&self) -> u64 {
+        self.random_seed.unwrap_or(0)
+    }
+
     /// Returns the configuration with every size clamped to a usable minimum (at least one slot
     /// per queue, an MTU of at least 576 bytes, buffers of at least 1 KiB), so that no setting
     /// can make the stack stall or panic.

@@ -11,7 +11,7 @@ use alloc::vec;
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::stack::Packet;
+use crate::packet::Packet;
 
 /// Device over the stack's queues.
 pub(crate) struct QueueDevice {

@@ -16,6 +16,8 @@ pub enum Error {
     InvalidAddress,
     /// The stack's one UDP or ICMP receiver is already held by another socket.
     AlreadyClaimed,
+    /// The ICMP message is not an echo request, so it cannot be answered with an echo reply.
+    NotEchoRequest,
 }
 
 impl core::error::Error for Error {}
@@ -29,6 +31,7 @@ impl fmt::Display for Error {
             Error::AddressFamily => f.write_str("source and destination IP versions differ"),
             Error::InvalidAddress => f.write_str("invalid address or port"),
             Error::AlreadyClaimed => f.write_str("the stack's receiver is already taken"),
+            Error::NotEchoRequest => f.write_str("not an ICMP echo request"),
         }
     }
 }
@@ -62,9 +65,10 @@ impl From<Error> for std::io::Error {
         let kind = match e {
             Error::QueueFull => ErrorKind::WouldBlock,
             Error::AlreadyClaimed => ErrorKind::AlreadyExists,
-            Error::TooLarge | Error::AddressFamily | Error::InvalidAddress => {
-                ErrorKind::InvalidInput
-            }
+            Error::TooLarge
+            | Error::AddressFamily
+            | Error::InvalidAddress
+            | Error::NotEchoRequest => ErrorKind::InvalidInput,
         };
         std::io::Error::new(kind, e)
     }

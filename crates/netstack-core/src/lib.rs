@@ -2,23 +2,32 @@
 //!
 //! A `no_std` (+ `alloc`) userspace network stack core built on [`smoltcp`]. It turns raw IP
 //! packets (as read from a TUN device) into TCP connections for **any** destination address and
-//! port, and turns the application's replies back into IP packets.
+//! port, UDP datagrams and ICMP messages, and turns the application's replies back into IP
+//! packets.
 //!
-//! The core owns the smoltcp [`Interface`](smoltcp::iface::Interface), its socket table and the
-//! poll loop, and exposes them through waker-based `poll_*` primitives. It has no executor and no
-//! clock of its own: the user supplies a [`Clock`] and drives [`Stack::poll_runner`] from a task,
-//! sleeping until the deadline it returns. Adapter crates (`netstack-tokio`) wrap these primitives
-//! into the I/O traits of an async ecosystem.
+//! The core owns the smoltcp interfaces, their socket tables and the poll loop, and everything
+//! above them that is not an executor's: the listener, the streams, the builder, the runner's
+//! decisions and the `Send`/non-`Send` flavours. It has no executor and no clock of its own: an
+//! adapter crate (`netstack-tokio`, `netstack-smol`) supplies a [`Runtime`] — a [`Clock`], a
+//! [`Timer`], a random seed, a spawn — and implements its ecosystem's I/O traits on the streams.
 //!
 //! ```text
-//! packets in ──▶ Stack::push_ingress ──▶ [IngressQueue] ──▶ runner: classify, SYN table, smoltcp
-//! packets out ◀── Stack::poll_egress ◀── [EgressQueue] ◀──── runner: smoltcp egress
-//! application ◀──▶ TcpConnection::poll_read / poll_write / shutdown_write / abort
+//!  device ──▶ PacketSink ─ normalize → classify → filter ─┬─ TCP ─▶ [ingress queue] ─▶ Runner: SYN table, smoltcp shards
+//!   (TUN)                     (outside the lock)           ├─ UDP ─▶ [UDP queue] ─▶ UdpSocket
+//!                                                          └─ ICMP ─▶ echo reply, or [ICMP queue] ─▶ IcmpSocket
+//!  device ◀── PacketStream ◀── [egress queue] ◀── Runner (smoltcp), UdpSocket sends, echo replies
+//!  application ◀── TcpListener::accept ◀── [accept queue] ◀── Runner (handshake complete)
+//!  application ◀──▶ TcpStream: poll_read / poll_read_uninit / poll_write / shutdown_write / abort
 //! ```
 //!
 //! One code base gives a `Send + Sync` stack and a non-`Send` one: [`Stack`] is generic over an
-//! `embassy_sync` [`RawMutex`](embassy_sync::blocking_mutex::raw::RawMutex); the compiler decides
-//! whether it is `Send`.
+//! `embassy_sync` [`RawMutex`](embassy_sync::blocking_mutex::raw::RawMutex), and a [`Flavor`]
+//! picks the lock and the pointer (`Arc` or `Rc`); the compiler decides whether the handles are
+//! `Send`.
+//!
+//! Without an adapter (firmware, a custom executor), implement [`Runtime`] yourself, or build a
+//! [`Stack`] directly and drive [`Stack::poll_runner`] from a task, sleeping until the deadline
+//! it returns.
 #![no_std]
 
 #[cfg(feature = "std")]
@@ -26,41 +35,76 @@ extern crate std;
 
 extern crate alloc;
 
+mod adapter;
+mod builder;
+mod classify;
 mod config;
 mod device;
-mod emit;
 mod error;
 mod filter;
+mod flavor;
 mod icmp;
-mod icmp_socket;
-mod ingress;
+mod ingest;
+mod ip_builder;
 mod normalize;
-mod packet_io;
+mod packet;
+mod pass;
+mod port;
+mod ptr;
 mod reassembly;
+mod runner;
+mod runtime;
 mod shard;
 mod stack;
+mod state;
 mod stats;
+#[cfg(feature = "std")]
+mod std_mutex;
 mod tcp;
-mod time;
+pub mod time;
 mod udp;
-mod udp_socket;
 mod waker;
 
 #[cfg(test)]
 mod tests;
 
+pub use builder::{ListenerOf, PortOf, PtrOf, RunnerOf, StackBuilder};
 pub use config::Config;
 pub use error::{Error, TcpError};
 pub use filter::{FilterAction, FilterHook, FilterRule, FlowInfo, IpFilter, Protocol};
-pub use icmp::{IcmpEchoMode, IcmpKind, IcmpMessage};
-pub use icmp_socket::IcmpSocket;
-pub use packet_io::{PacketPort, PacketSink, PacketStream};
-pub use stack::{Packet, RunnerStatus, Stack, StackPtr};
+#[cfg(feature = "std")]
+pub use flavor::SendFlavor;
+pub use flavor::{Flavor, LocalFlavor};
+pub use icmp::message::{IcmpEchoMode, IcmpKind, IcmpMessage};
+pub use icmp::socket::IcmpSocket;
+pub use packet::Packet;
+pub use pass::RunnerStatus;
+pub use port::{PacketPort, PacketSink, PacketStream};
+pub use ptr::StackPtr;
+pub use runner::Runner;
+#[cfg(feature = "std")]
+pub use runtime::std_random_seed;
+pub use runtime::{Io, Runtime, Spawn, Timer};
+pub use stack::Stack;
 pub use stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
-pub use tcp::{ConnId, TcpConnection};
+#[cfg(feature = "std")]
+pub use std_mutex::StdRawMutex;
+pub use tcp::connection::ConnId;
+pub use tcp::listener::TcpListener;
+pub use tcp::stream::{TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use time::Clock;
-pub use udp::UdpDatagram;
-pub use udp_socket::{Datagram, UdpRecvHalf, UdpSendHalf, UdpSocket};
+pub use udp::queue::UdpDatagram;
+pub use udp::socket::{Datagram, UdpRecvHalf, UdpSendHalf, UdpSocket};
+
+/// The core types an adapter re-exports at its root (`pub use netstack_core::reexports::*`),
+/// so that its users need no direct `netstack-core` dependency for configuration, datagrams,
+/// ICMP messages and counters.
+pub mod reexports {
+    pub use crate::{
+        Config, Datagram, Duration, Error as StackError, FilterAction, FilterRule, FlowInfo,
+        IcmpEchoMode, IcmpKind, IcmpMessage, IpCidr, IpFilter, Packet, Protocol, Stats,
+    };
+}
 
 /// Re-exported smoltcp types that appear in this crate's API.
 pub use smoltcp::time::{Duration, Instant};

@@ -5,15 +5,19 @@
 //! [`Reassembler`] and come out as one plain packet; IPv6 extension headers (hop-by-hop,
 //! routing, destination options, fragment) are walked and removed. Plain packets without any
 //! of these pass through untouched (no copy).
+//!
+//! Normalising a packet that is not a fragment needs no state, so the stack does it outside its
+//! lock, with no reassembler: a fragment then comes back as [`Normalized::Fragment`], and only
+//! fragments are normalised again under the lock, with the stack's reassembler.
 
 use alloc::vec::Vec;
 
 use smoltcp::time::Instant;
 use smoltcp::wire::{Ipv4Packet, Ipv6Packet, IPV4_HEADER_LEN};
 
-use crate::ingress::DropReason;
+use crate::classify::DropReason;
+use crate::packet::Packet;
 use crate::reassembly::{FragKey, Reassembler, ReassemblyError};
-use crate::stack::Packet;
 
 /// IPv6 next-header values of the extension headers the front end walks.
 const HOP_BY_HOP: u8 = 0;
@@ -33,15 +37,22 @@ pub(crate) enum Normalized {
     Reassembled(Packet),
     /// A fragment was stored; nothing to do until the rest arrives.
     Held,
+    /// A fragment, returned untouched because no reassembler was given.
+    Fragment(Packet),
     /// Drop it, for this reason.
     Drop(DropReason),
 }
 
-/// Normalises `packet` (see the module documentation).
-pub(crate) fn normalize(packet: Packet, reassembler: &mut Reassembler, now: Instant) -> Normalized {
+/// Normalises `packet` (see the module documentation). Without a `reassembler`, fragments
+/// come back as [`Normalized::Fragment`].
+pub(crate) fn normalize(
+    packet: Packet,
+    mut reassembler: Option<&mut Reassembler>,
+    now: Instant,
+) -> Normalized {
     match packet.first().map(|b| b >> 4) {
         Some(4) => normalize_ipv4(packet, reassembler, now),
-        Some(6) => match normalize_ipv6(packet, reassembler, now) {
+        Some(6) => match normalize_ipv6(packet, reassembler.as_deref_mut(), now) {
             // Extension headers may follow the fragment header inside the reassembled payload.
             Normalized::Plain(p) if has_extension_header(&p) => normalize_ipv6(p, reassembler, now),
             Normalized::Reassembled(p) if has_extension_header(&p) => {
@@ -56,7 +67,11 @@ pub(crate) fn normalize(packet: Packet, reassembler: &mut Reassembler, now: Inst
     }
 }
 
-fn normalize_ipv4(packet: Packet, reassembler: &mut Reassembler, now: Instant) -> Normalized {
+fn normalize_ipv4(
+    packet: Packet,
+    reassembler: Option<&mut Reassembler>,
+    now: Instant,
+) -> Normalized {
     let Ok(ip) = Ipv4Packet::new_checked(&packet[..]) else {
         return Normalized::Drop(DropReason::Malformed);
     };
@@ -70,6 +85,9 @@ fn normalize_ipv4(packet: Packet, reassembler: &mut Reassembler, now: Instant) -
     if !ip.more_frags() && ip.frag_offset() == 0 {
         return Normalized::Plain(packet);
     }
+    let Some(reassembler) = reassembler else {
+        return Normalized::Fragment(packet);
+    };
     let key = FragKey::V4 {
         src: ip.src_addr().into(),
         dst: ip.dst_addr().into(),
@@ -113,7 +131,11 @@ fn has_extension_header(packet: &[u8]) -> bool {
     )
 }
 
-fn normalize_ipv6(packet: Packet, reassembler: &mut Reassembler, now: Instant) -> Normalized {
+fn normalize_ipv6(
+    packet: Packet,
+    reassembler: Option<&mut Reassembler>,
+    now: Instant,
+) -> Normalized {
     let Ok(ip) = Ipv6Packet::new_checked(&packet[..]) else {
         return Normalized::Drop(DropReason::Malformed);
     };
@@ -160,6 +182,9 @@ fn normalize_ipv6(packet: Packet, reassembler: &mut Reassembler, now: Instant) -
         // An atomic fragment (offset 0, no more) is a whole datagram.
         Some((nh, 0, false, _)) => (packet[at..end].to_vec(), nh),
         Some((nh, offset, more, ident)) => {
+            let Some(reassembler) = reassembler else {
+                return Normalized::Fragment(packet);
+            };
             let key = FragKey::V6 {
                 src: ip.src_addr().into(),
                 dst: ip.dst_addr().into(),
@@ -227,7 +252,7 @@ mod tests {
 
     fn normalize_one(p: Packet) -> Normalized {
         let mut r = Reassembler::new(4, 1 << 16, Duration::from_secs(1));
-        normalize(p, &mut r, Instant::ZERO)
+        normalize(p, Some(&mut r), Instant::ZERO)
     }
 
     #[test]

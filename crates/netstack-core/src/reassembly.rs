@@ -5,6 +5,10 @@
 //! the last fragment has set its length and no hole remains. Overlapping fragments discard the
 //! whole datagram (RFC 5722: overlaps are an attack, not a network artefact). Every pending
 //! datagram expires after the configured timeout.
+//!
+//! Cost per fragment is bounded whatever the sender does: the received ranges of a datagram are
+//! a sorted list that a fragment extends in place (merged with the neighbours it touches), at
+//! most [`MAX_RANGES`] long, and the list's memory counts against the byte limit like the data.
 
 use alloc::vec::Vec;
 
@@ -29,6 +33,14 @@ pub(crate) enum FragKey {
 
 /// Largest reassembled payload: the IP length fields are 16 bits.
 const MAX_PAYLOAD: usize = 65535;
+
+/// Most disjoint byte ranges (holes + 1) one datagram may have. Fragments of a real datagram
+/// arrive nearly in order (a 64 KiB datagram at MTU 1280 is 52 fragments); a sender that keeps
+/// more holes open than this is attacking, and its datagram is discarded.
+pub(crate) const MAX_RANGES: usize = 64;
+
+/// Bytes one entry of a range list costs.
+const RANGE_BYTES: usize = core::mem::size_of::<(usize, usize)>();
 
 /// Why a fragment was not accepted (counted by the caller).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,33 +73,46 @@ struct Pending {
 }
 
 impl Pending {
+    /// Memory this datagram holds: data, header and its range list.
     fn bytes(&self) -> usize {
-        self.data.len() + self.header.as_ref().map_or(0, Vec::len)
+        self.data.len() + self.header.as_ref().map_or(0, Vec::len) + self.ranges_bytes()
+    }
+
+    fn ranges_bytes(&self) -> usize {
+        self.filled.capacity() * RANGE_BYTES
     }
 
     fn is_complete(&self) -> bool {
         self.header.is_some() && self.total.is_some_and(|t| self.filled == [(0, t)])
     }
 
-    /// Records `start..end` as received; `false` if it overlaps what is already there.
+    /// Records `start..end` as received, merging it with the ranges it touches, so that a
+    /// complete datagram is one range. `false` if it overlaps what is already there or would
+    /// open more than [`MAX_RANGES`] ranges. O(log n) to find its place, at most one shift of
+    /// the (bounded) list to insert it.
     fn fill(&mut self, start: usize, end: usize) -> bool {
         let at = self.filled.partition_point(|&(s, _)| s < start);
-        if at > 0 && self.filled[at - 1].1 > start {
+        let before = at.checked_sub(1).map(|i| self.filled[i]);
+        let after = self.filled.get(at).copied();
+        if before.is_some_and(|(_, e)| e > start) || after.is_some_and(|(s, _)| s < end) {
             return false;
         }
-        if at < self.filled.len() && self.filled[at].0 < end {
-            return false;
-        }
-        self.filled.insert(at, (start, end));
-        // Merge neighbours that touch, so a complete datagram is one range.
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(self.filled.len());
-        for &(s, e) in &self.filled {
-            match merged.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => merged.push((s, e)),
+        let joins_before = before.is_some_and(|(_, e)| e == start);
+        let joins_after = after.is_some_and(|(s, _)| s == end);
+        match (joins_before, joins_after) {
+            (true, true) => {
+                self.filled[at - 1].1 = self.filled[at].1;
+                self.filled.remove(at);
+            }
+            (true, false) => self.filled[at - 1].1 = end,
+            (false, true) => self.filled[at].0 = start,
+            (false, false) => {
+                if self.filled.len() >= MAX_RANGES {
+                    return false;
+                }
+                self.filled.insert(at, (start, end));
             }
         }
-        self.filled = merged;
         true
     }
 }
@@ -183,17 +208,22 @@ impl Reassembler {
             Some(t) => end > t || (!more && end != t),
             None => !more && p.filled.last().is_some_and(|&(_, e)| e > end),
         };
+        let ranges_before = p.ranges_bytes();
+        if total_conflict || !p.fill(offset, end) {
+            self.discard(index);
+            return Err(ReassemblyError::Invalid);
+        }
         let growth = end.saturating_sub(p.data.len())
+            + (p.ranges_bytes() - ranges_before)
             + if offset == 0 && p.header.is_none() {
                 header.len()
             } else {
                 0
             };
-        if total_conflict || !p.fill(offset, end) {
-            self.discard(index);
-            return Err(ReassemblyError::Invalid);
-        }
         if self.bytes + growth > self.max_bytes {
+            // `discard` subtracts what was counted before this fragment.
+            let p = &mut self.pending[index];
+            self.bytes += p.ranges_bytes() - ranges_before;
             self.discard(index);
             return Err(ReassemblyError::Full);
         }
@@ -313,5 +343,92 @@ mod tests {
                 .unwrap_err(),
             ReassemblyError::Invalid
         );
+    }
+
+    #[test]
+    fn tiny_alternating_fragments_are_bounded_and_their_range_list_is_counted() {
+        let mut r = Reassembler::new(4, 1 << 20, Duration::from_secs(5));
+        // Every other 8-byte block: each fragment opens a new hole.
+        for i in 0..MAX_RANGES {
+            r.add(key(7), &[], 17, i * 16 + 16, true, &[0; 8], Instant::ZERO)
+                .unwrap();
+        }
+        let data_bytes = MAX_RANGES * 16 + 8; // the data buffer reaches the last fragment's end
+        assert!(
+            r.bytes >= data_bytes + MAX_RANGES * RANGE_BYTES,
+            "the range list counts against the byte limit: {} bytes for {data_bytes} of data",
+            r.bytes
+        );
+        // One hole too many discards the datagram and frees everything it held.
+        assert_eq!(
+            r.add(
+                key(7),
+                &[],
+                17,
+                MAX_RANGES * 16 + 16,
+                true,
+                &[0; 8],
+                Instant::ZERO
+            )
+            .unwrap_err(),
+            ReassemblyError::Invalid
+        );
+        assert_eq!((r.len(), r.bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_range_list_that_exceeds_the_byte_limit_is_refused() {
+        // Room for the data of a few fragments, not for a long range list as well.
+        let mut r = Reassembler::new(4, 600, Duration::from_secs(5));
+        let mut refused = false;
+        for i in 0..MAX_RANGES {
+            if r.add(key(8), &[], 17, i * 16 + 16, true, &[0; 8], Instant::ZERO)
+                .is_err_and(|e| e == ReassemblyError::Full)
+            {
+                refused = true;
+                break;
+            }
+        }
+        assert!(
+            refused,
+            "600 bytes cannot hold {MAX_RANGES} ranges and their data"
+        );
+        assert_eq!((r.len(), r.bytes), (0, 0));
+    }
+
+    #[test]
+    fn a_large_datagram_in_interleaved_order_still_reassembles() {
+        let mut r = Reassembler::new(4, 1 << 20, Duration::from_secs(5));
+        let step = 1232; // 52 fragments of a 64,000-byte datagram at MTU 1280
+        let payload: Vec<u8> = (0..64_000u32).map(|i| (i * 31) as u8).collect();
+        let chunks: Vec<(usize, &[u8])> = payload
+            .chunks(step)
+            .enumerate()
+            .map(|(i, c)| (i * step, c))
+            .collect();
+        let last = chunks.len() - 1;
+        let order = (0..chunks.len())
+            .step_by(2)
+            .chain((1..chunks.len()).step_by(2));
+        let mut done = None;
+        for i in order {
+            let (offset, data) = chunks[i];
+            if let Some(d) = r
+                .add(
+                    key(9),
+                    &[0x45; 20],
+                    17,
+                    offset,
+                    i != last,
+                    data,
+                    Instant::ZERO,
+                )
+                .unwrap()
+            {
+                done = Some(d);
+            }
+        }
+        assert_eq!(done.expect("complete").payload, payload);
+        assert_eq!(r.bytes, 0);
     }
 }

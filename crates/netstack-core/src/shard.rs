@@ -15,8 +15,8 @@ use alloc::vec::Vec;
 
 use crate::config::Config;
 use crate::device::QueueDevice;
-use crate::ingress::FourTuple;
-use crate::tcp::TcpTable;
+use crate::tcp::table::TcpTable;
+use crate::tcp::tuple::FourTuple;
 
 /// One smoltcp interface with its sockets and their connection table.
 pub(crate) struct Shard {
@@ -32,7 +32,7 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(index: u32, config: &Config, device: &mut QueueDevice, now: Instant) -> Self {
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ip);
-        iface_config.random_seed = config.random_seed.wrapping_add(u64::from(index));
+        iface_config.random_seed = config.seed().wrapping_add(u64::from(index));
         let mut iface = Interface::new(iface_config, device, now);
         // Accept packets for every destination: each TCP socket listens on its exact endpoint.
         iface.set_any_ip(true);

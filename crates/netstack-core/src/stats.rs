@@ -12,9 +12,9 @@ pub struct DropStats {
     pub malformed: u64,
     /// Packets whose IPv4 header or TCP checksum is wrong.
     pub bad_checksum: u64,
-    /// Packets of a protocol or shape this stack does not handle (UDP, ICMP, fragments, IPv6
-    /// extension headers until they are supported).
-    pub unsupported: u64,
+    /// Packets of a transport protocol the stack does not serve (neither TCP, UDP nor
+    /// ICMP/ICMPv6, e.g. GRE or SCTP).
+    pub unknown_protocol: u64,
     /// Packets offered with `push_ingress` while the ingress queue was full.
     pub ingress_full: u64,
     /// Packets refused by the IP filter.
@@ -169,11 +169,11 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "drops: malformed {}, bad checksum {}, unsupported {}, ingress full {}, filtered {}, \
+            "drops: malformed {}, bad checksum {}, unknown protocol {}, ingress full {}, filtered {}, \
              reassembly {}, udp queue full {}, icmp queue full {}, icmp unhandled {}, egress full {}",
             d.malformed,
             d.bad_checksum,
-            d.unsupported,
+            d.unknown_protocol,
             d.ingress_full,
             d.filtered,
             d.reassembly,

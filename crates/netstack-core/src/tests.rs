@@ -16,7 +16,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
 
-use crate::{Clock, Config, Stack, TcpConnection};
+use crate::{Clock, Config, Stack, TcpListener, TcpStream};
 
 /// A clock that only moves when the test says so.
 #[derive(Default)]
@@ -75,6 +75,16 @@ impl phy::Device for Wire {
 }
 
 type LocalStack = Stack<NoopRawMutex, ManualClock>;
+
+/// Polls a listener on `stack` once (listeners share the stack's accept queue).
+fn accept<'s>(stack: &'s LocalStack, cx: &mut Context<'_>) -> Poll<TcpStream<&'s LocalStack>> {
+    let listener: TcpListener<&LocalStack> = TcpListener::new(stack);
+    match listener.poll_accept(cx) {
+        Poll::Ready(Ok(stream)) => Poll::Ready(stream),
+        Poll::Ready(Err(e)) => panic!("accept failed: {e}"),
+        Poll::Pending => Poll::Pending,
+    }
+}
 
 struct Peer {
     iface: Interface,
@@ -153,9 +163,9 @@ fn handshake_data_half_close_and_reap_without_an_executor() {
     let h = peer.connect(40000, target);
 
     // Nothing is accepted before the handshake completes.
-    assert!(LocalStack::poll_accept(&&stack, &mut cx).is_pending());
+    assert!(accept(&stack, &mut cx).is_pending());
     settle(&stack, &mut peer, &mut cx);
-    let conn: TcpConnection<&LocalStack> = match LocalStack::poll_accept(&&stack, &mut cx) {
+    let conn: TcpStream<&LocalStack> = match accept(&stack, &mut cx) {
         Poll::Ready(c) => c,
         Poll::Pending => panic!("handshake did not complete: {}", stack.stats()),
     };
@@ -246,7 +256,9 @@ fn every_packet_source_waiting_for_ingress_room_is_woken() {
     // Two clones of a packet sink (a TUN reader and an injector, say) wait on a full queue at
     // once; a single waker slot would forget one of them and stall it forever.
     let stack = LocalStack::new(Config::default().ingress_queue(1), ManualClock::default());
-    stack.push_ingress(alloc::vec![0u8; 20]).unwrap();
+    // A TCP segment waits in the ingress queue for the runner (other packets do not).
+    let segment = crate::classify::tests::ipv4_tcp(smoltcp::wire::TcpControl::Syn);
+    stack.push_ingress(segment).unwrap();
     let (a, waker_a) = counting_waker();
     let (b, waker_b) = counting_waker();
     assert!(stack
@@ -287,7 +299,7 @@ fn async_echo_runs_on_a_hand_written_executor_under_simulated_time() {
     let echoed = core::cell::RefCell::new(Vec::new());
 
     let app = async {
-        let conn = core::future::poll_fn(|cx| LocalStack::poll_accept(&&stack, cx)).await;
+        let conn = core::future::poll_fn(|cx| accept(&stack, cx)).await;
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
         loop {
@@ -353,7 +365,7 @@ fn ack_on_a_segment_beyond_a_zero_window_is_not_ignored() {
     let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 9);
     let h = peer.connect(40003, target);
     settle(&stack, &mut peer, &mut cx);
-    let conn = match LocalStack::poll_accept(&&stack, &mut cx) {
+    let conn = match accept(&stack, &mut cx) {
         Poll::Ready(c) => c,
         Poll::Pending => panic!("no connection"),
     };

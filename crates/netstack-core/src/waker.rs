@@ -1,6 +1,7 @@
 //! Waker bookkeeping that never wakes under the stack lock.
 //!
-//! Every waker the core stores lives in a [`WakerSlot`]. Code that runs under the lock only
+//! Every waker the core stores lives in a [`WakerSlot`] (one waiting task) or a [`WakerList`]
+//! (any number of tasks waiting for the same condition). Code that runs under the lock only
 //! *takes* wakers into a [`WakeBatch`]; the batch is woken after the lock is released, so a waker
 //! that re-enters the stack (or an executor that takes its own locks) cannot deadlock with it.
 
@@ -33,45 +34,55 @@ impl WakerSlot {
     }
 }
 
-/// Several tasks waiting for the same condition (room in a queue, a packet to take): each is
-/// kept once, and all are woken together. Bounded: past `WAITERS` tasks the oldest is woken at
-/// once to poll again, so the list never grows with the number of tasks, and no task is ever
-/// forgotten (it is either listed or woken).
+/// Several tasks waiting for the same condition (room in a queue, a packet to take, a
+/// connection to accept): each task is listed once, and all are woken together when the
+/// condition may have changed. The list holds one entry per waiting *task*, so it is bounded by
+/// the tasks the application runs; it never wakes a task that is still waiting just to make
+/// room (a woken task that re-registers at once would spin).
 #[derive(Default, Debug)]
 pub(crate) struct WakerList {
     wakers: Vec<Waker>,
 }
 
-/// Most tasks a [`WakerList`] holds.
-const WAITERS: usize = 32;
-
 impl WakerList {
     /// Adds `waker` unless a waker for the same task is listed.
-    pub(crate) fn register(&mut self, waker: &Waker, wake: &mut WakeBatch) {
-        if self.wakers.iter().any(|w| w.will_wake(waker)) {
-            return;
+    pub(crate) fn register(&mut self, waker: &Waker) {
+        if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+            self.wakers.push(waker.clone());
         }
-        if self.wakers.len() >= WAITERS {
-            wake.push(self.wakers.remove(0));
-        }
-        self.wakers.push(waker.clone());
     }
 
     /// Moves every listed waker into `wake`.
     pub(crate) fn take_all(&mut self, wake: &mut WakeBatch) {
+        if self.wakers.is_empty() {
+            return;
+        }
+        if wake.first.is_none() && wake.rest.is_empty() && wake.overflow.is_empty() {
+            // The common case: hand the whole list over without copying it waker by waker.
+            core::mem::swap(&mut self.wakers, &mut wake.overflow);
+            return;
+        }
         for w in self.wakers.drain(..) {
             wake.push(w);
         }
+    }
+
+    /// Tasks listed now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.wakers.len()
     }
 }
 
 /// Wakers collected under the lock, woken after it is released.
 ///
-/// It allocates only when it holds more than one waker, which is rare on the packet path.
+/// Up to eight wakers need no allocation (the packet path rarely wakes more than two tasks at
+/// once); beyond that they go to a vector.
 #[derive(Default)]
 pub(crate) struct WakeBatch {
     first: Option<Waker>,
-    rest: Vec<Waker>,
+    rest: heapless::Vec<Waker, 7>,
+    overflow: Vec<Waker>,
 }
 
 impl WakeBatch {
@@ -86,8 +97,8 @@ impl WakeBatch {
     pub(crate) fn push(&mut self, w: Waker) {
         if self.first.is_none() {
             self.first = Some(w);
-        } else {
-            self.rest.push(w);
+        } else if let Err(w) = self.rest.push(w) {
+            self.overflow.push(w);
         }
     }
 
@@ -99,5 +110,69 @@ impl WakeBatch {
         for w in self.rest {
             w.wake();
         }
+        for w in self.overflow {
+            w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    /// A task's waker that counts its wake-ups.
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_thousand_waiting_tasks_are_listed_once_and_none_is_woken_before_the_condition() {
+        let tasks: Vec<Arc<Counter>> = (0..1000)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect();
+        let wakers: Vec<Waker> = tasks.iter().map(|t| Waker::from(t.clone())).collect();
+        let mut list = WakerList::default();
+        // Every task registers, then polls spuriously and registers again.
+        for _ in 0..3 {
+            for w in &wakers {
+                list.register(w);
+            }
+        }
+        assert_eq!(list.len(), 1000);
+        let woken: usize = tasks.iter().map(|t| t.0.load(Ordering::Relaxed)).sum();
+        assert_eq!(woken, 0, "registering must not wake anybody");
+        let mut batch = WakeBatch::default();
+        list.take_all(&mut batch);
+        batch.wake_all();
+        assert!(tasks.iter().all(|t| t.0.load(Ordering::Relaxed) == 1));
+        assert_eq!(list.len(), 0);
+    }
+
+    #[test]
+    fn a_batch_keeps_every_waker_it_is_given() {
+        let tasks: Vec<Arc<Counter>> = (0..20)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect();
+        let mut batch = WakeBatch::default();
+        let mut list = WakerList::default();
+        for (i, t) in tasks.iter().enumerate() {
+            if i % 2 == 0 {
+                batch.push(Waker::from(t.clone()));
+            } else {
+                list.register(&Waker::from(t.clone()));
+            }
+        }
+        list.take_all(&mut batch);
+        batch.wake_all();
+        assert!(tasks.iter().all(|t| t.0.load(Ordering::Relaxed) == 1));
     }
 }

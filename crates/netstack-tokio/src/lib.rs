@@ -9,10 +9,11 @@
 //! use tokio::io::AsyncWriteExt;
 //!
 //! # async fn example() -> std::io::Result<()> {
-//! let (stack, listener) = netstack_tokio::StackBuilder::default().mtu(1500).run();
-//! // Wire the packet device: packets read from it go into `stack` (a `Sink`), packets the
-//! // stack emits come out of it (a `Stream`). Here, a channel stands in for a TUN device.
-//! let (mut to_stack, mut from_stack) = stack.split();
+//! let config = netstack_tokio::Config::default().mtu(1500);
+//! let (port, listener) = netstack_tokio::StackBuilder::new(config).run();
+//! // Wire the packet device: packets read from it go into `to_stack` (a `Sink`), packets the
+//! // stack emits come out of `from_stack` (a `Stream`).
+//! let (mut to_stack, mut from_stack) = port.split();
 //! # let packet_from_tun: Vec<u8> = Vec::new();
 //! to_stack.send(packet_from_tun).await?;
 //! tokio::spawn(async move {
@@ -30,87 +31,32 @@
 //! # }
 //! ```
 //!
-//! Types mirror `tokio::net`: [`TcpListener::accept`], [`TcpStream::local_addr`] (the original
-//! destination), [`TcpStream::peer_addr`], [`TcpStream::into_split`]. `poll_shutdown` is a
-//! half-close that completes as soon as the FIN is queued, so `tokio::io::copy_bidirectional`
-//! relays half-closed connections correctly.
+//! Types mirror `tokio::net`: [`TcpListener::accept`](netstack_core::TcpListener::accept),
+//! `TcpStream::local_addr` (the original destination), `peer_addr`, `into_split`. A stream
+//! implements tokio's `AsyncRead`/`AsyncWrite` and dereferences to the core's
+//! [`TcpStream`](netstack_core::TcpStream) for everything else (`readable`, `abort`, the
+//! `poll_*` primitives). `poll_shutdown` is a half-close that completes as soon as the FIN is
+//! queued, so `tokio::io::copy_bidirectional` relays half-closed connections correctly.
 //!
-//! ## Two flavours, one implementation
+//! ## Two flavours
 //!
 //! The types at the crate root are `Send + Sync` and work on the multi-thread runtime (an `Arc`
 //! and a per-stack mutex). The same names in [`local`] are neither: an `Rc` and no locking at
 //! all, for a current-thread runtime with a [`LocalSet`](tokio::task::LocalSet). Both are
-//! aliases of the [`generic`] types, instantiated with a [`flavor`] marker; the compiler decides
-//! which is `Send`.
+//! aliases of the core's generic types with the [`Tokio`] runtime; the compiler decides which
+//! is `Send`.
 //!
-//! The runtime needs its time driver (`enable_time`/`enable_all`): the runner sleeps on a tokio
-//! timer.
+//! The runtime needs its time driver (`enable_time`/`enable_all`; `#[tokio::main]` enables
+//! it): the runner sleeps on one tokio timer, reset only when the stack's deadline moves
+//! earlier.
 
-mod builder;
-mod clock;
-pub mod flavor;
-mod listener;
-mod mutex;
-mod runner;
-mod stack;
-mod stream;
-mod udp;
+pub mod generic;
+mod runtime;
 
-pub use clock::TokioClock;
-pub use mutex::StdRawMutex;
-pub use netstack_core::{
-    Config, Duration, FilterAction, FilterRule, FlowInfo, IcmpEchoMode, IcmpKind, IcmpMessage,
-    IpCidr, IpFilter, Protocol, Stats,
-};
-pub use netstack_core::{Datagram, Error as StackError};
+pub use netstack_core::reexports::*;
+pub use runtime::{Tokio, TokioClock, TokioTimer};
 
-/// The adapter types, generic over their [`flavor`]. Name them through the aliases at the crate
-/// root (`Send`) or in [`local`] (not `Send`).
-pub mod generic {
-    pub use crate::builder::StackBuilder;
-    pub use crate::flavor::CoreStack;
-    pub use crate::listener::TcpListener;
-    pub use crate::runner::Runner;
-    pub use crate::stack::{PacketSink, PacketStream, Stack};
-    pub use crate::stream::{OwnedReadHalf, OwnedWriteHalf, TcpStream};
-    pub use crate::udp::{IcmpSocket, UdpRecvHalf, UdpSendHalf, UdpSocket};
-}
-
-/// Declares the aliases of one flavour: the same names at the crate root and in `local`.
-macro_rules! flavour_aliases {
-    ($flavor:ty, $what:literal) => {
-        #[doc = concat!("Builds ", $what, " stack, its runner and its listener.")]
-        pub type StackBuilder = $crate::generic::StackBuilder<$flavor>;
-        #[doc = concat!("The packet side of ", $what, " stack: a `Sink` in, a `Stream` out.")]
-        pub type Stack = $crate::generic::Stack<$flavor>;
-        #[doc = concat!("Packets into ", $what, " stack.")]
-        pub type PacketSink = $crate::generic::PacketSink<$flavor>;
-        #[doc = concat!("Packets out of ", $what, " stack.")]
-        pub type PacketStream = $crate::generic::PacketStream<$flavor>;
-        #[doc = concat!("The future that drives ", $what, " stack.")]
-        pub type Runner = $crate::generic::Runner<$flavor>;
-        #[doc = concat!("Accepts the TCP connections of ", $what, " stack.")]
-        pub type TcpListener = $crate::generic::TcpListener<$flavor>;
-        #[doc = concat!("A TCP connection of ", $what, " stack.")]
-        pub type TcpStream = $crate::generic::TcpStream<$flavor>;
-        #[doc = concat!("The read half of a TCP connection of ", $what, " stack.")]
-        pub type OwnedReadHalf = $crate::generic::OwnedReadHalf<$flavor>;
-        #[doc = concat!("The write half of a TCP connection of ", $what, " stack.")]
-        pub type OwnedWriteHalf = $crate::generic::OwnedWriteHalf<$flavor>;
-        #[doc = concat!("The UDP socket of ", $what, " stack.")]
-        pub type UdpSocket = $crate::generic::UdpSocket<$flavor>;
-        #[doc = concat!("The receive half of the UDP socket of ", $what, " stack.")]
-        pub type UdpRecvHalf = $crate::generic::UdpRecvHalf<$flavor>;
-        #[doc = concat!("The send half of the UDP socket of ", $what, " stack.")]
-        pub type UdpSendHalf = $crate::generic::UdpSendHalf<$flavor>;
-        #[doc = concat!("The ICMP socket of ", $what, " stack.")]
-        pub type IcmpSocket = $crate::generic::IcmpSocket<$flavor>;
-        #[doc = concat!("The core stack behind ", $what, " stack.")]
-        pub type CoreStack = $crate::generic::CoreStack<$flavor>;
-    };
-}
-
-flavour_aliases!(flavor::SendFlavor, "a `Send + Sync`");
+netstack_core::adapter_aliases!(netstack_core::SendFlavor, crate::Tokio, "a `Send + Sync`");
 
 /// The non-`Send` flavour: the same types as the crate root over an `Rc` and no locking, for a
 /// current-thread runtime and a [`LocalSet`](tokio::task::LocalSet).
@@ -121,8 +67,8 @@ flavour_aliases!(flavor::SendFlavor, "a `Send + Sync`");
 /// local
 ///     .run_until(async {
 ///         // `run` spawns the runner with `spawn_local`.
-///         let (stack, listener) = netstack_tokio::local::StackBuilder::default().run();
-///         # drop(stack);
+///         let (port, listener) = netstack_tokio::local::StackBuilder::default().run();
+///         # drop(port);
 ///         let (stream, peer) = listener.accept().await?;
 ///         tokio::task::spawn_local(async move { drop((stream, peer)) });
 ///         Ok(())
@@ -131,8 +77,5 @@ flavour_aliases!(flavor::SendFlavor, "a `Send + Sync`");
 /// # }
 /// ```
 pub mod local {
-    flavour_aliases!(crate::flavor::LocalFlavor, "a single-thread");
+    netstack_core::adapter_aliases!(netstack_core::LocalFlavor, crate::Tokio, "a single-thread");
 }
-
-/// A raw IP packet.
-pub type Packet = netstack_core::Packet;

@@ -52,18 +52,20 @@ async fn main() -> std::io::Result<()> {
         IcmpMode::Reply => IcmpEchoMode::Reply,
         IcmpMode::Forward => IcmpEchoMode::Deliver,
     };
-    let (stack, listener) = StackBuilder::default()
-        .mtu(args.mtu as usize)
-        // With the device's offloads the kernel cuts large TCP segments itself.
-        .tcp_segmentation_offload(tun.offload())
-        .verify_checksums(!tun.offload())
-        .tcp_rx_buffer(args.tcp_buffer())
-        .tcp_tx_buffer(args.tcp_buffer())
-        .max_connections(args.max_connections)
-        // The connection cap is the limit users set here; size the byte budget to match it.
-        .tcp_buffer_budget(args.max_connections * 2 * args.tcp_buffer())
-        .icmp_echo(icmp_echo)
-        .run();
+    let (stack, listener) = StackBuilder::new(
+        netstack_tokio::Config::default()
+            .mtu(args.mtu as usize)
+            // With the device's offloads the kernel cuts large TCP segments itself.
+            .tcp_segmentation_offload(tun.offload())
+            .verify_checksums(!tun.offload())
+            .tcp_rx_buffer(args.tcp_buffer())
+            .tcp_tx_buffer(args.tcp_buffer())
+            .max_connections(args.max_connections)
+            // The connection cap is the limit users set here; size the byte budget to match it.
+            .tcp_buffer_budget(args.max_connections * 2 * args.tcp_buffer())
+            .icmp_echo(icmp_echo),
+    )
+    .run();
     let stats = stack.clone();
     let udp_target = {
         let args = args.clone();

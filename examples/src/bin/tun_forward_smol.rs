@@ -40,12 +40,14 @@ async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<
     // Registered before anything else, so that a signal right after `ready` is not lost.
     let mut signals = Signals::new([Signal::Int, Signal::Term])?;
     let tun = Rc::new(AsyncIoTun::create(&args.tun, args.mtu)?);
-    let (stack, runner, listener) = StackBuilder::default()
-        .mtu(args.mtu as usize)
-        .tcp_rx_buffer(args.tcp_buffer())
-        .tcp_tx_buffer(args.tcp_buffer())
-        .max_connections(args.max_connections)
-        .build();
+    let (stack, runner, listener) = StackBuilder::new(
+        netstack_smol::Config::default()
+            .mtu(args.mtu as usize)
+            .tcp_rx_buffer(args.tcp_buffer())
+            .tcp_tx_buffer(args.tcp_buffer())
+            .max_connections(args.max_connections),
+    )
+    .build();
     ex.spawn(runner).detach();
     let stats = stack.clone();
     let udp = stack.udp_socket()?;

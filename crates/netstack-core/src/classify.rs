@@ -1,10 +1,11 @@
-//! The transport front end: validates and classifies every plain packet before it is used.
+//! Classification: the transport header of every plain packet, checked once and named.
 //!
 //! smoltcp silently ignores packets it cannot parse; a network stack facing a VPN's traffic
 //! must count them instead. After [`normalize`](crate::normalize) (IP header checks, fragments,
 //! IPv6 extension headers), this module checks the transport header and checksum once (so the
 //! interface is configured not to verify TCP again), extracts the addresses and ports that the
 //! SYN table, the UDP queue and the filter need, and names a drop reason for everything else.
+//! It is pure: it reads the packet and nothing else, so it runs outside the stack lock.
 
 use core::ops::Range;
 
@@ -14,23 +15,28 @@ use smoltcp::wire::{
 };
 
 use crate::filter::{FlowInfo, Protocol};
-
-/// A TCP connection's identity, seen from the stack: `remote` is the peer on the link (the
-/// application that opened the connection), `local` its original destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct FourTuple {
-    pub(crate) remote: IpEndpoint,
-    pub(crate) local: IpEndpoint,
-}
+use crate::packet::Packet;
+use crate::tcp::tuple::FourTuple;
 
 /// Why a packet was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DropReason {
     Malformed,
     BadChecksum,
-    Unsupported,
+    /// A transport protocol the stack does not serve (neither TCP, UDP nor ICMP).
+    UnknownProtocol,
     /// Fragment reassembly had no room for it.
     Reassembly,
+}
+
+/// A valid TCP segment on its way to its shard: the packet and what the SYN table needs.
+#[derive(Debug)]
+pub(crate) struct TcpSegment {
+    pub(crate) packet: Packet,
+    pub(crate) tuple: FourTuple,
+    /// A connection request: SYN without ACK or RST.
+    pub(crate) syn: bool,
+    pub(crate) rst: bool,
 }
 
 /// What kind of ICMP message a packet carries.
@@ -110,8 +116,9 @@ pub(crate) fn classify(packet: &[u8], verify: bool) -> Classified {
                 let Ok(ip) = Ipv4Packet::new_checked(packet) else {
                     return Classified::Drop(DropReason::Malformed);
                 };
+                // `normalize` reassembles fragments before anything is classified.
                 if ip.more_frags() || ip.frag_offset() != 0 {
-                    return Classified::Drop(DropReason::Unsupported);
+                    return Classified::Drop(DropReason::Malformed);
                 }
                 let start = usize::from(ip.header_len());
                 let end = usize::from(ip.total_len());
@@ -151,7 +158,7 @@ pub(crate) fn classify(packet: &[u8], verify: bool) -> Classified {
         IpProtocol::Icmpv6 if matches!(src, IpAddress::Ipv6(_)) => {
             classify_icmpv6(src, dst, body, start, verify)
         }
-        _ => Classified::Drop(DropReason::Unsupported),
+        _ => Classified::Drop(DropReason::UnknownProtocol),
     }
 }
 
@@ -411,7 +418,7 @@ pub(crate) mod tests {
         p[9] = 47; // GRE
         assert_eq!(
             classify(&p, true),
-            Classified::Drop(DropReason::Unsupported)
+            Classified::Drop(DropReason::UnknownProtocol)
         );
     }
 }

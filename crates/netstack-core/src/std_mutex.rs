@@ -1,4 +1,4 @@
-//! A [`RawMutex`] over `std::sync::Mutex`, making the core stack `Send + Sync`.
+//! [`StdRawMutex`]: a [`RawMutex`] over `std::sync::Mutex`, the lock of the `Send` flavour.
 //!
 //! embassy-sync's `CriticalSectionRawMutex` would serialise every stack in the process through
 //! one global lock; this one is per stack and parks contended threads instead of spinning.
@@ -33,6 +33,7 @@ mod tests {
     use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
     use std::cell::Cell;
     use std::sync::Arc;
+    use std::vec::Vec;
 
     #[test]
     fn lock_gives_exclusive_access_across_threads() {
@@ -56,5 +57,14 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(m.lock(|c| c.get()), 40_000);
+    }
+
+    #[test]
+    fn a_panic_under_the_lock_does_not_poison_it() {
+        let m = Arc::new(BlockingMutex::<StdRawMutex, Cell<u64>>::new(Cell::new(1)));
+        let m2 = m.clone();
+        let r = std::thread::spawn(move || m2.lock(|_| panic!("inside the lock"))).join();
+        assert!(r.is_err());
+        assert_eq!(m.lock(|c| c.get()), 1);
     }
 }

@@ -1,7 +1,11 @@
 //! [`PacketPort`]: the packet side of a stack as a `Sink` of packets into it and a `Stream` of
-//! packets out of it — the handle both adapters expose as their `Stack`, generic over the stack
-//! pointer (`Arc`, `Rc`, `&`) and over the sink's error type (never produced: `E` only lets an
-//! adapter match its ecosystem, e.g. `std::io::Error` for `stream.forward(sink)`).
+//! packets out of it — the handle both adapters expose, generic over the stack pointer (`Arc`,
+//! `Rc`, `&`) and over the sink's error type (never produced: `E` only lets an adapter match
+//! its ecosystem, e.g. `std::io::Error` for `stream.forward(sink)`).
+//!
+//! A device with a file descriptor is wired with two tasks (read → sink, stream → write); a
+//! platform that hands packets over in callbacks (iOS `NEPacketTunnelFlow`, a JNI bridge) can
+//! drive the same two halves from its callbacks.
 
 use alloc::collections::VecDeque;
 use core::future::poll_fn;
@@ -13,10 +17,11 @@ use futures_core::Stream;
 use futures_sink::Sink;
 
 use crate::error::Error;
-use crate::icmp_socket::IcmpSocket;
-use crate::stack::{Packet, StackPtr};
+use crate::icmp::socket::IcmpSocket;
+use crate::packet::Packet;
+use crate::ptr::{Handle, StackPtr};
 use crate::stats::Stats;
-use crate::udp_socket::UdpSocket;
+use crate::udp::socket::UdpSocket;
 
 /// Packets moved out of the core per lock acquisition on the egress side.
 const EGRESS_BATCH: usize = 64;
@@ -34,11 +39,11 @@ impl<P: StackPtr, E> PacketPort<P, E> {
     pub fn new(core: P) -> Self {
         PacketPort {
             sink: PacketSink {
-                core: core.clone(),
+                core: Handle::new(core.clone()),
                 _error: PhantomData,
             },
             stream: PacketStream {
-                core,
+                core: Handle::new(core),
                 buffered: VecDeque::new(),
             },
         }
@@ -57,7 +62,7 @@ impl<P: StackPtr, E> PacketPort<P, E> {
 
     /// The core stack, for operations the adapters do not wrap.
     pub fn core(&self) -> &P {
-        &self.sink.core
+        self.sink.core.ptr()
     }
 
     /// The stack's UDP socket: every datagram for any destination, and replies.
@@ -80,7 +85,7 @@ impl<P: StackPtr, E> PacketPort<P, E> {
 
 impl<P: StackPtr, E> Clone for PacketPort<P, E> {
     fn clone(&self) -> Self {
-        PacketPort::new(self.sink.core.clone())
+        PacketPort::new(self.sink.core.ptr().clone())
     }
 }
 
@@ -88,7 +93,7 @@ impl<P: StackPtr, E> Clone for PacketPort<P, E> {
 /// a packet the stack cannot use is counted and dropped, never an error of the sink (`E` is
 /// never produced).
 pub struct PacketSink<P: StackPtr, E = Error> {
-    core: P,
+    core: Handle<P>,
     _error: PhantomData<fn() -> E>,
 }
 
@@ -147,7 +152,7 @@ impl<P: StackPtr, E> Sink<Packet> for PacketSink<P, E> {
 
 /// Packets out of the stack. It never ends while the stack lives.
 pub struct PacketStream<P: StackPtr> {
-    core: P,
+    core: Handle<P>,
     /// Packets taken from the core in one batch and not yet yielded.
     buffered: VecDeque<Packet>,
 }

@@ -1,4 +1,5 @@
-//! ICMP and ICMPv6: echo requests answered by the stack or delivered to the application.
+//! ICMP and ICMPv6 messages: what the stack does with echo requests, and the messages it
+//! delivers to the application.
 //!
 //! With [`IcmpEchoMode::Reply`] (the default) the stack answers every echo request itself, for
 //! any destination, with the same identifier, sequence number and data. With
@@ -7,15 +8,12 @@
 //! only if the real destination answered. Other ICMP messages are counted and dropped, or
 //! delivered too if [`Config::icmp_deliver_other`](crate::Config::icmp_deliver_other) is set.
 
-use alloc::collections::VecDeque;
 use core::fmt;
 use core::ops::Range;
-use core::task::{Context, Poll};
 
 use smoltcp::wire::{Icmpv4Packet, Icmpv6Packet, IpAddress};
 
-use crate::stack::Packet;
-use crate::waker::{WakeBatch, WakerSlot};
+use crate::packet::Packet;
 
 /// What the stack does with ICMP echo requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,44 +108,6 @@ impl IcmpMessage {
         match self.kind {
             IcmpKind::EchoRequest { .. } => self.message().get(8..),
             IcmpKind::Other { .. } => None,
-        }
-    }
-}
-
-/// ICMP messages waiting for the application.
-pub(crate) struct IcmpQueue {
-    queue: VecDeque<IcmpMessage>,
-    max: usize,
-    reader: WakerSlot,
-}
-
-impl IcmpQueue {
-    pub(crate) fn new(max: usize) -> Self {
-        IcmpQueue {
-            queue: VecDeque::new(),
-            max,
-            reader: WakerSlot::default(),
-        }
-    }
-
-    /// Queues a message; `false` (dropped) when full.
-    pub(crate) fn push(&mut self, m: IcmpMessage, wake: &mut WakeBatch) -> bool {
-        if self.queue.len() >= self.max {
-            return false;
-        }
-        self.queue.push_back(m);
-        wake.take_from(&mut self.reader);
-        true
-    }
-
-    /// Takes the next message, or registers the waker.
-    pub(crate) fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<IcmpMessage> {
-        match self.queue.pop_front() {
-            Some(m) => Poll::Ready(m),
-            None => {
-                self.reader.register(cx.waker());
-                Poll::Pending
-            }
         }
     }
 }

@@ -1,106 +1,34 @@
-//! TCP connections: the SYN table, the accept queue, and stream operations.
+//! The TCP connections of one shard: the SYN table, connection phases, and the socket
+//! operations behind the application's streams.
 //!
 //! smoltcp sockets listen on one endpoint each, so the stack creates a socket per connection
 //! when its first SYN arrives: the socket listens on that SYN's exact destination and the SYN
 //! is then handed to smoltcp, which answers it. The table is keyed by the 4-tuple, so a
 //! retransmitted SYN reaches the same socket (never a second socket or a second stream).
-//!
-//! A connection moves through phases that the application can observe only from `Open` on:
-//!
-//! ```text
-//! SYN ─▶ SynReceived ─handshake done─▶ AcceptPending ─accept()─▶ Open ─drop─▶ Orphan ─closed─▶ gone
-//!             └─ syn_timeout / RST ─▶ gone                  accept queue full ─▶ RST ─▶ gone
-//! ```
+//! Phases are described in [`connection`](crate::tcp::connection).
 //!
 //! Half-open connections are bounded by `syn_backlog` and expire after `syn_timeout`; all
 //! connections together are bounded by `max_connections`. Orphans (dropped by the application)
 //! finish their FIN exchange and are removed when closed, or reset after `close_timeout`.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
+use alloc::vec::Vec;
 use core::task::{Context, Poll};
 
-use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp::{self, RecvError, State};
 use smoltcp::time::Instant;
-use smoltcp::wire::IpEndpoint;
 
 use crate::config::Config;
 use crate::error::TcpError;
-use crate::ingress::FourTuple;
-use crate::stack::{Stack, StackPtr};
 use crate::stats::TcpStats;
+use crate::tcp::accept_queue::AcceptQueue;
+use crate::tcp::connection::{Accepted, Conn, ConnId, Phase};
+use crate::tcp::tuple::FourTuple;
 use crate::waker::{WakeBatch, WakerSlot};
-
-/// Identifies a connection inside its stack: its shard and a number never reused while the
-/// stack lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConnId {
-    shard: u32,
-    seq: u64,
-}
-
-impl ConnId {
-    /// The shard (socket table) the connection lives in.
-    pub(crate) fn shard(self) -> usize {
-        self.shard as usize
-    }
-}
-
-/// Established connections waiting for `accept`, across all shards (bounded).
-pub(crate) struct AcceptQueue {
-    queue: VecDeque<ConnId>,
-    capacity: usize,
-    waker: WakerSlot,
-}
-
-impl AcceptQueue {
-    pub(crate) fn new(capacity: usize) -> Self {
-        AcceptQueue {
-            queue: VecDeque::with_capacity(capacity),
-            capacity,
-            waker: WakerSlot::default(),
-        }
-    }
-
-    /// Takes the next connection, or registers the waker.
-    pub(crate) fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<ConnId> {
-        match self.queue.pop_front() {
-            Some(id) => Poll::Ready(id),
-            None => {
-                self.waker.register(cx.waker());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-/// Where a connection is in its life (see the module documentation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    SynReceived { since: Instant },
-    AcceptPending,
-    Open,
-    Orphan { since: Instant },
-}
-
-/// One connection's bookkeeping beside its smoltcp socket.
-#[derive(Debug)]
-struct Conn {
-    socket: SocketHandle,
-    tuple: FourTuple,
-    phase: Phase,
-    read: WakerSlot,
-    write: WakerSlot,
-    aborted: bool,
-}
-
-/// A connection that completed its handshake and was taken from the accept queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Accepted {
-    pub(crate) id: ConnId,
-    pub(crate) tuple: FourTuple,
-}
 
 /// What the SYN table decided about a SYN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,17 +128,7 @@ impl TcpTable {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        self.conns.insert(
-            id,
-            Conn {
-                socket: handle,
-                tuple,
-                phase: Phase::SynReceived { since: now },
-                read: WakerSlot::default(),
-                write: WakerSlot::default(),
-                aborted: false,
-            },
-        );
+        self.conns.insert(id, Conn::new(handle, tuple, now));
         self.by_tuple.insert(tuple, id);
         self.syn_received += 1;
         let expiry = now + config.syn_timeout;
@@ -285,10 +203,8 @@ impl TcpTable {
                     }
                     _ => {
                         self.syn_received -= 1;
-                        if accept.queue.len() < accept.capacity {
+                        if accept.push(id, wake) {
                             conn.phase = Phase::AcceptPending;
-                            accept.queue.push_back(id);
-                            wake.take_from(&mut accept.waker);
                         } else {
                             self.stats.refused_accept_queue += 1;
                             socket.abort();
@@ -352,10 +268,12 @@ impl TcpTable {
         }
     }
 
-    /// Hands the connection `id`, taken from the accept queue, to the application.
+    /// Hands the connection `id`, taken from the accept queue, to the application (one
+    /// handle).
     pub(crate) fn open(&mut self, id: ConnId) -> Option<Accepted> {
         let conn = self.conns.get_mut(&id)?;
         conn.phase = Phase::Open;
+        conn.handles = 1;
         self.stats.accepted += 1;
         Some(Accepted {
             id,
@@ -363,16 +281,13 @@ impl TcpTable {
         })
     }
 
-    /// Describes every connection of this shard to `f` (diagnostics).
-    pub(crate) fn describe(
-        &self,
-        sockets: &SocketSet<'static>,
-        f: &mut dyn FnMut(&dyn core::fmt::Debug),
-    ) {
+    /// Describes every connection of this shard, one line each (diagnostics).
+    pub(crate) fn describe(&self, sockets: &SocketSet<'static>, out: &mut Vec<String>) {
         for (id, conn) in &self.conns {
             let socket = sockets.get::<tcp::Socket>(conn.socket);
-            f(&(
-                id,
+            out.push(format!(
+                "{id:?} {:?} {} recv-queue {} send-queue {} read-waiting {} write-waiting {} \
+                 can-recv {} can-send {}",
                 conn.phase,
                 socket.state(),
                 socket.recv_queue(),
@@ -466,19 +381,20 @@ impl TcpTable {
     }
 
     /// Ready once a read would not wait: data is queued, the peer finished sending, or the
-    /// connection failed (the read reports which). Registers the waker otherwise.
+    /// connection failed (the read reports which); an error if the connection was aborted
+    /// locally. Registers the waker otherwise.
     pub(crate) fn poll_read_ready(
         &mut self,
         id: ConnId,
         cx: &mut Context<'_>,
         sockets: &mut SocketSet<'static>,
-    ) -> Poll<()> {
+    ) -> Poll<Result<(), TcpError>> {
         let (conn, socket) = match self.open_socket(id, sockets) {
             Ok(x) => x,
-            Err(_) => return Poll::Ready(()),
+            Err(e) => return Poll::Ready(Err(e)),
         };
         if socket.recv_queue() > 0 || !socket.may_recv() {
-            return Poll::Ready(());
+            return Poll::Ready(Ok(()));
         }
         conn.read.register(cx.waker());
         Poll::Pending
@@ -551,12 +467,29 @@ impl TcpTable {
         }
     }
 
-    /// The application dropped its handle: close gracefully, or reset if unread data would be
-    /// lost (as the kernel does on `close` with a non-empty receive queue).
-    pub(crate) fn release(&mut self, id: ConnId, now: Instant, sockets: &mut SocketSet<'static>) {
+    /// Another application handle now holds `id` (the stream was split into halves).
+    pub(crate) fn add_handle(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.handles = conn.handles.saturating_add(1);
+        }
+    }
+
+    /// The application dropped a handle. When it was the last: close gracefully, or reset if
+    /// unread data would be lost (as the kernel does on `close` with a non-empty receive
+    /// queue). Returns whether that happened (the shard must then be serviced).
+    pub(crate) fn release(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
         let Some(conn) = self.conns.get_mut(&id) else {
-            return;
+            return false;
         };
+        conn.handles = conn.handles.saturating_sub(1);
+        if conn.handles > 0 {
+            return false;
+        }
         let socket = sockets.get_mut::<tcp::Socket>(conn.socket);
         if socket.recv_queue() > 0 {
             socket.abort();
@@ -568,6 +501,7 @@ impl TcpTable {
         conn.write = WakerSlot::default();
         // Let `maintain` reap it (or time it out) on the next runner pass.
         self.deadline = Some(now);
+        true
     }
 }
 
@@ -581,130 +515,4 @@ fn configure_socket(socket: &mut tcp::Socket<'static>, config: &Config) {
     socket.set_keep_alive(config.tcp_keep_alive);
     #[cfg(feature = "cubic")]
     socket.set_congestion_control(tcp::CongestionControl::Cubic);
-}
-
-/// An accepted TCP connection, owned by the application: the core's stream primitive that the
-/// adapters wrap in their I/O traits.
-///
-/// All operations go through the stack lock and never block. Dropping it closes the connection
-/// gracefully (FIN), or resets it if received data was left unread.
-pub struct TcpConnection<P: StackPtr> {
-    stack: P,
-    id: ConnId,
-    local: IpEndpoint,
-    remote: IpEndpoint,
-}
-
-impl<P: StackPtr> TcpConnection<P> {
-    pub(crate) fn new(stack: P, accepted: Accepted) -> Self {
-        TcpConnection {
-            stack,
-            id: accepted.id,
-            local: accepted.tuple.local,
-            remote: accepted.tuple.remote,
-        }
-    }
-
-    /// The connection's identifier in its stack.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-
-    /// The stack this connection belongs to.
-    pub fn stack(&self) -> &P {
-        &self.stack
-    }
-
-    /// The local endpoint: the destination the peer originally connected to.
-    pub fn local_endpoint(&self) -> IpEndpoint {
-        self.local
-    }
-
-    /// The peer's endpoint (the source of the connection on the link).
-    pub fn remote_endpoint(&self) -> IpEndpoint {
-        self.remote
-    }
-
-    /// Reads received bytes into `buf`, copying them once out of the socket buffer.
-    /// `Ready(Ok(0))` means end of stream (the peer sent FIN). Registers the waker when no data
-    /// is available.
-    ///
-    /// # Errors
-    /// `ConnectionReset` after a peer RST or timeout; `ConnectionAborted` after [`Self::abort`].
-    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, TcpError>> {
-        let mut filled = 0;
-        self.poll_read_with(cx, buf.len(), &mut |data| {
-            buf[filled..filled + data.len()].copy_from_slice(data);
-            filled += data.len();
-        })
-    }
-
-    /// Reads up to `max` received bytes by handing them to `sink`, in one or two slices of the
-    /// socket buffer (one copy, made by `sink`: into uninitialised memory if it likes, so
-    /// nothing has to be zeroed first). Returns the count; `Ready(Ok(0))` means end of stream.
-    /// Registers the waker when no data is available.
-    ///
-    /// # Errors
-    /// As [`Self::poll_read`].
-    pub fn poll_read_with(
-        &self,
-        cx: &mut Context<'_>,
-        max: usize,
-        sink: &mut dyn FnMut(&[u8]),
-    ) -> Poll<Result<usize, TcpError>> {
-        Stack::tcp_poll_read_with(&self.stack, self.id, cx, max, sink)
-    }
-
-    /// Ready once a read would not wait (data, end of stream, or an error to report), without
-    /// reading: lets an application hold no buffer while the connection is idle. Registers
-    /// the waker otherwise.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        Stack::tcp_poll_read_ready(&self.stack, self.id, cx)
-    }
-
-    /// Writes bytes from `buf` into the send buffer (one copy). Registers the waker when the
-    /// buffer is full.
-    ///
-    /// # Errors
-    /// `BrokenPipe` after [`Self::shutdown_write`] or once the connection closed,
-    /// `ConnectionReset` after a peer RST, `ConnectionAborted` after [`Self::abort`].
-    pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, TcpError>> {
-        Stack::tcp_poll_write(&self.stack, self.id, cx, buf)
-    }
-
-    /// Half-close: queues a FIN after the data already written and returns at once; reading
-    /// continues until the peer's FIN.
-    ///
-    /// # Errors
-    /// `ConnectionReset` if the connection is already gone.
-    pub fn shutdown_write(&self) -> Result<(), TcpError> {
-        Stack::tcp_shutdown_write(&self.stack, self.id)
-    }
-
-    /// Bytes written but not yet acknowledged by the peer (0 once everything was delivered,
-    /// or after the connection is gone).
-    pub fn send_queue(&self) -> usize {
-        Stack::tcp_send_queue(&self.stack, self.id)
-    }
-
-    /// Resets the connection: an RST is sent and buffered data discarded.
-    pub fn abort(&self) {
-        Stack::tcp_abort(&self.stack, self.id);
-    }
-}
-
-impl<P: StackPtr> core::fmt::Debug for TcpConnection<P> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("TcpConnection")
-            .field("id", &self.id)
-            .field("local", &self.local)
-            .field("remote", &self.remote)
-            .finish()
-    }
-}
-
-impl<P: StackPtr> Drop for TcpConnection<P> {
-    fn drop(&mut self) {
-        Stack::tcp_release(&self.stack, self.id);
-    }
 }

@@ -1,4 +1,5 @@
-//! UDP for any destination, without smoltcp sockets (they cannot bind every port).
+//! UDP datagrams for any destination, queued for the application without smoltcp sockets
+//! (they cannot bind every port).
 //!
 //! Valid datagrams (checksum verified; a zero IPv4 checksum means "none") are queued whole —
 //! the packet buffer itself, no copy — for the application, which receives each with its source
@@ -15,8 +16,8 @@ use core::task::{Context, Poll};
 
 use smoltcp::wire::IpEndpoint;
 
-use crate::stack::Packet;
-use crate::waker::{WakeBatch, WakerSlot};
+use crate::packet::Packet;
+use crate::waker::{WakeBatch, WakerList};
 
 /// A UDP datagram received by the stack: payload, source (the device side) and original
 /// destination.
@@ -75,6 +76,11 @@ impl UdpDatagram {
         p
     }
 
+    /// The whole packet the datagram came in.
+    pub(crate) fn into_packet(self) -> Packet {
+        self.packet
+    }
+
     /// Bytes this datagram holds in memory.
     fn footprint(&self) -> usize {
         self.packet.capacity()
@@ -87,7 +93,7 @@ pub(crate) struct UdpQueue {
     bytes: usize,
     max_datagrams: usize,
     max_bytes: usize,
-    reader: WakerSlot,
+    readers: WakerList,
 }
 
 impl UdpQueue {
@@ -97,7 +103,7 @@ impl UdpQueue {
             bytes: 0,
             max_datagrams,
             max_bytes,
-            reader: WakerSlot::default(),
+            readers: WakerList::default(),
         }
     }
 
@@ -109,7 +115,7 @@ impl UdpQueue {
         }
         self.bytes += size;
         self.queue.push_back(d);
-        wake.take_from(&mut self.reader);
+        self.readers.take_all(wake);
         true
     }
 
@@ -121,7 +127,7 @@ impl UdpQueue {
                 Poll::Ready(d)
             }
             None => {
-                self.reader.register(cx.waker());
+                self.readers.register(cx.waker());
                 Poll::Pending
             }
         }

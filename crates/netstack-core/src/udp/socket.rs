@@ -14,12 +14,16 @@ use core::net::SocketAddr;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
+use embassy_sync::blocking_mutex::raw::RawMutex;
 use futures_core::Stream;
 use futures_sink::Sink;
+use smoltcp::wire::IpEndpoint;
 
 use crate::error::Error;
-use crate::stack::StackPtr;
-use crate::udp::UdpDatagram;
+use crate::ptr::{Handle, StackPtr};
+use crate::stack::Stack;
+use crate::time::Clock;
+use crate::udp::queue::UdpDatagram;
 
 /// An owned UDP datagram: payload, source and destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +48,8 @@ impl From<UdpDatagram> for Datagram {
     }
 }
 
-/// Receives every UDP datagram of the stack and sends replies. Also a `Stream` of received
+/// Receives every UDP datagram of the stack and sends replies. Any number of tasks may wait in
+/// `recv` at once (each datagram goes to one of them). Also a `Stream` of received
 /// [`Datagram`]s (it never ends: a malformed packet is counted and dropped by the stack and
 /// never reaches it) and a `Sink` of datagrams to send.
 pub struct UdpSocket<P: StackPtr> {
@@ -70,10 +75,10 @@ impl<P: StackPtr> UdpSocket<P> {
         }
         Ok(UdpSocket {
             recv: UdpRecvHalf {
-                stack: stack.clone(),
+                stack: Handle::new(stack.clone()),
             },
             send: UdpSendHalf {
-                stack,
+                stack: Handle::new(stack),
                 pending: VecDeque::new(),
             },
         })
@@ -144,7 +149,7 @@ impl<P: StackPtr + Unpin> Sink<Datagram> for UdpSocket<P> {
 
 /// The receiving half of a [`UdpSocket`]: a `Stream` of [`Datagram`]s that never ends.
 pub struct UdpRecvHalf<P: StackPtr> {
-    stack: P,
+    stack: Handle<P>,
 }
 
 impl<P: StackPtr> UdpRecvHalf<P> {
@@ -176,7 +181,7 @@ impl<P: StackPtr + Unpin> Stream for UdpRecvHalf<P> {
 /// The sending half of a [`UdpSocket`]; clones send independently. As a `Sink` it sends the
 /// buffered datagrams on flush.
 pub struct UdpSendHalf<P: StackPtr> {
-    stack: P,
+    stack: Handle<P>,
     pending: VecDeque<Datagram>,
 }
 
@@ -237,5 +242,40 @@ impl<P: StackPtr + Unpin> Sink<Datagram> for UdpSendHalf<P> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.poll_flush(cx)
+    }
+}
+
+/// The UDP primitives the sockets are built on.
+impl<M: RawMutex, C: Clock> Stack<M, C> {
+    /// Claims the stack's one UDP receiver; `false` if it is already claimed.
+    pub(crate) fn claim_udp(&self) -> bool {
+        self.with(|inner, _| !core::mem::replace(&mut inner.udp_claimed, true))
+    }
+
+    /// Releases the UDP receiver claimed with `claim_udp`.
+    pub(crate) fn release_udp(&self) {
+        self.with(|inner, _| inner.udp_claimed = false);
+    }
+
+    /// Takes the next UDP datagram received for any destination, or registers the waker.
+    pub fn poll_udp_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
+        self.with(|inner, _| inner.udp.poll_pop(cx))
+    }
+
+    /// Sends a UDP datagram from `src` (typically the original destination of the datagram
+    /// being answered) to `dst` (the device side), fragmenting it if it exceeds the MTU.
+    /// `Pending` (waker registered) while the egress queue has no room.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] beyond 64 KiB, [`Error::AddressFamily`] if `src` and `dst` differ
+    /// in IP version, [`Error::InvalidAddress`] for port 0 or an unspecified address.
+    pub fn poll_udp_send(
+        &self,
+        cx: &mut Context<'_>,
+        src: IpEndpoint,
+        dst: IpEndpoint,
+        payload: &[u8],
+    ) -> Poll<Result<(), Error>> {
+        self.with(|inner, wake| inner.poll_send_udp(cx, src, dst, payload, wake))
     }
 }

@@ -1,5 +1,5 @@
-//! Outgoing IP packets built by the stack itself (UDP datagrams, ICMP replies), fragmented
-//! when they exceed the MTU.
+//! Building the IP packets the stack sends itself (UDP datagrams, ICMP messages), and
+//! fragmenting them when they exceed the MTU.
 //!
 //! TCP segments are built by smoltcp and always fit the MTU. Datagrams do not: a DNS answer
 //! or an 8 KiB UDP reply must leave as IPv4 fragments (DF clear) or IPv6 fragments (fragment
@@ -13,7 +13,7 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr};
 
 use crate::error::Error;
-use crate::stack::Packet;
+use crate::packet::Packet;
 
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
@@ -21,7 +21,7 @@ const IPV6_FRAGMENT_HEADER: usize = 8;
 const FRAGMENT_NEXT_HEADER: u8 = 44;
 
 /// Builds outgoing packets; owns the fragment identification counter.
-pub(crate) struct Emitter {
+pub(crate) struct IpBuilder {
     mtu: usize,
     hop_limit: u8,
     next_ident: u32,
@@ -29,9 +29,9 @@ pub(crate) struct Emitter {
     pub(crate) fragments_out: u64,
 }
 
-impl Emitter {
+impl IpBuilder {
     pub(crate) fn new(mtu: usize, hop_limit: u8, seed: u64) -> Self {
-        Emitter {
+        IpBuilder {
             mtu,
             hop_limit,
             next_ident: seed as u32,
@@ -181,7 +181,7 @@ mod tests {
     use smoltcp::wire::{Ipv4Address, Ipv6Address};
 
     fn round_trip(src: IpAddress, dst: IpAddress) {
-        let mut e = Emitter::new(1500, 64, 7);
+        let mut e = IpBuilder::new(1500, 64, 7);
         let mut out = VecDeque::new();
         let message: Vec<u8> = (0..9000u32).map(|i| (i * 7) as u8).collect();
         assert_eq!(e.packet_count(src, message.len()), out_len(src));
@@ -195,10 +195,10 @@ mod tests {
         let mut r = Reassembler::new(8, 1 << 20, Duration::from_secs(5));
         let mut whole = None;
         for p in out {
-            match normalize(p, &mut r, Instant::ZERO) {
+            match normalize(p, Some(&mut r), Instant::ZERO) {
                 Normalized::Plain(p) | Normalized::Reassembled(p) => whole = Some(p),
                 Normalized::Held => {}
-                Normalized::Drop(d) => panic!("{d:?}"),
+                other @ (Normalized::Drop(_) | Normalized::Fragment(_)) => panic!("{other:?}"),
             }
         }
         let whole = whole.expect("reassembled");
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn mixed_families_are_refused() {
-        let mut e = Emitter::new(1500, 64, 0);
+        let mut e = IpBuilder::new(1500, 64, 0);
         let r = e.emit(
             &mut VecDeque::new(),
             Ipv4Address::new(1, 1, 1, 1).into(),

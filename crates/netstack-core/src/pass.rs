@@ -1,0 +1,183 @@
+//! One runner pass: the work the runner does each time it is polled.
+//!
+//! A pass expires fragment reassembly, feeds the queued TCP segments to their shards (SYN table
+//! first, then smoltcp), then services every shard that has work — lets its sockets transmit
+//! and runs its connection table — and computes the next deadline. It is bounded: at most
+//! `runner_batch` segments per pass, and it stops early while the egress queue is full.
+
+use smoltcp::iface::PollResult;
+use smoltcp::time::Instant;
+
+use crate::classify::TcpSegment;
+use crate::device::QueueDevice;
+use crate::shard::{shard_of, Shard};
+use crate::state::Inner;
+use crate::tcp::table::SynOutcome;
+use crate::waker::WakeBatch;
+
+/// What one call of [`Stack::poll_runner`](crate::Stack::poll_runner) asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct RunnerStatus {
+    /// Call `poll_runner` again at this time at the latest (a timer is due then), or `None`
+    /// if only an event (packet, application operation) can create work. The runner's waker
+    /// is registered either way.
+    pub deadline: Option<Instant>,
+    /// More work is ready now (the batch limit was reached): yield, then poll again.
+    pub more: bool,
+    /// No application handle (packet port, listener, sockets, streams) is alive: nothing can
+    /// use the stack any more, and a [`Runner`](crate::Runner) stops. (A stack driven by hand,
+    /// without handles, reports it on every pass and may ignore it.)
+    pub finished: bool,
+}
+
+impl Inner {
+    /// One runner pass (see the module documentation).
+    pub(crate) fn run(&mut self, now: Instant, wake: &mut WakeBatch) -> RunnerStatus {
+        if self.reassembler.deadline().is_some_and(|d| now >= d) {
+            self.reassembler.expire(now);
+        }
+        for i in 0..self.shards.len() {
+            if self.shards[i].deadline.is_some_and(|d| now >= d) {
+                self.mark_dirty(i);
+            }
+        }
+
+        let mut processed = 0;
+        while processed < self.config.runner_batch {
+            if self.device.egress_is_full() {
+                self.egress_blocked = true;
+                break;
+            }
+            let Some(segment) = self.tcp_ingress.pop_front() else {
+                break;
+            };
+            processed += 1;
+            self.ingest_segment(segment, now);
+        }
+        if processed > 0 {
+            self.ingress_waiters.take_all(wake);
+        }
+
+        // Service the shards with work: transmit, then run their connection tables.
+        let mut serviced = 0;
+        while serviced < self.dirty.len() && !self.egress_blocked {
+            let i = self.dirty[serviced];
+            if self.service(i, now, wake) {
+                self.shards[i].dirty = false;
+                serviced += 1;
+            }
+        }
+        self.dirty.drain(..serviced);
+
+        if !self.device.egress.is_empty() {
+            self.egress_waiters.take_all(wake);
+        }
+
+        let more = (!self.tcp_ingress.is_empty() || !self.dirty.is_empty()) && !self.egress_blocked;
+        // While the egress queue is full, only draining it (which wakes the runner) lets the
+        // shards make progress; a deadline already due would only make the runner spin.
+        let blocked = self.egress_blocked;
+        let deadline = self
+            .shards
+            .iter()
+            .filter_map(|s| s.deadline)
+            .filter(|&d| !blocked || d > now)
+            .chain(self.reassembler.deadline())
+            .min();
+        RunnerStatus {
+            deadline,
+            more,
+            finished: self.handles == 0,
+        }
+    }
+
+    /// Hands one TCP segment to its shard: a SYN goes through the SYN table first, which
+    /// creates the listening socket for a new 4-tuple; then smoltcp processes it.
+    fn ingest_segment(&mut self, segment: TcpSegment, now: Instant) {
+        let TcpSegment {
+            packet,
+            tuple,
+            syn,
+            rst,
+        } = segment;
+        let i = shard_of(&tuple, self.shards.len());
+        let created = if syn {
+            let totals = self.shards.iter().fold((0, 0), |(n, s), shard| {
+                (n + shard.tcp.len(), s + shard.tcp.syn_received())
+            });
+            let shard = &mut self.shards[i];
+            match shard
+                .tcp
+                .on_syn(tuple, now, &self.config, &mut shard.sockets, totals)
+            {
+                SynOutcome::Listening(created) => created,
+                SynOutcome::Refused => None,
+            }
+        } else {
+            None
+        };
+        let shard = &mut self.shards[i];
+        self.device.rx = Some(packet);
+        shard
+            .iface
+            .poll_ingress_single(now, &mut self.device, &mut shard.sockets);
+        self.device.rx = None;
+        if let Some(id) = created {
+            shard.tcp.after_new_syn(id, &mut shard.sockets);
+        }
+        if rst {
+            shard.tcp.after_rst(tuple, &mut shard.sockets);
+        }
+        self.mark_dirty(i);
+    }
+
+    /// Services shard `i`: lets its sockets transmit, runs its connection table (promotions,
+    /// expiries, reaping, wakers) and computes its next deadline. Returns `false` if the egress
+    /// queue filled up first (the shard stays dirty and is finished once it drains).
+    fn service(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) -> bool {
+        let shard = &mut self.shards[i];
+        if !transmit(shard, &mut self.device, now) {
+            self.egress_blocked = true;
+            return false;
+        }
+        let aborted = shard.tcp.maintain(
+            now,
+            &self.config,
+            &mut shard.sockets,
+            &mut self.accept,
+            wake,
+        );
+        if aborted {
+            // Send the RSTs now, then remove what they closed.
+            if !transmit(shard, &mut self.device, now) {
+                self.egress_blocked = true;
+                return false;
+            }
+            shard.tcp.maintain(
+                now,
+                &self.config,
+                &mut shard.sockets,
+                &mut self.accept,
+                wake,
+            );
+        }
+        let iface_at = shard.iface.poll_at(now, &shard.sockets);
+        shard.deadline = [iface_at, shard.tcp.deadline()].into_iter().flatten().min();
+        true
+    }
+}
+
+/// Lets the sockets of `shard` transmit until they have nothing to send; `false` if the
+/// egress queue filled up first.
+fn transmit(shard: &mut Shard, device: &mut QueueDevice, now: Instant) -> bool {
+    loop {
+        if device.egress_is_full() {
+            return false;
+        }
+        match shard.iface.poll_egress(now, device, &mut shard.sockets) {
+            PollResult::None => return true,
+            PollResult::SocketStateChanged => {}
+        }
+    }
+}

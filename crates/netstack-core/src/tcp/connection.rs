@@ -1,0 +1,76 @@
+//! One TCP connection's bookkeeping beside its smoltcp socket: its identity, its phase, the
+//! application handles that hold it, and the tasks waiting on it.
+//!
+//! A connection moves through phases that the application can observe only from `Open` on:
+//!
+//! ```text
+//! SYN ─▶ SynReceived ─handshake done─▶ AcceptPending ─accept()─▶ Open ─last handle dropped─▶ Orphan ─closed─▶ gone
+//!             └─ syn_timeout / RST ─▶ gone                  accept queue full ─▶ RST ─▶ gone
+//! ```
+
+use smoltcp::iface::SocketHandle;
+use smoltcp::time::Instant;
+
+use crate::tcp::tuple::FourTuple;
+use crate::waker::WakerSlot;
+
+/// Identifies a connection inside its stack: its shard and a number never reused while the
+/// stack lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId {
+    pub(crate) shard: u32,
+    pub(crate) seq: u64,
+}
+
+impl ConnId {
+    /// The shard (socket table) the connection lives in.
+    pub(crate) fn shard(self) -> usize {
+        self.shard as usize
+    }
+}
+
+/// Where a connection is in its life (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    SynReceived { since: Instant },
+    AcceptPending,
+    Open,
+    Orphan { since: Instant },
+}
+
+/// One connection's bookkeeping beside its smoltcp socket.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) socket: SocketHandle,
+    pub(crate) tuple: FourTuple,
+    pub(crate) phase: Phase,
+    /// Application handles (a stream, or its two halves) that hold the connection.
+    pub(crate) handles: u8,
+    /// The task waiting to read (one: only the stream or its read half reads).
+    pub(crate) read: WakerSlot,
+    /// The task waiting to write (one: only the stream or its write half writes).
+    pub(crate) write: WakerSlot,
+    pub(crate) aborted: bool,
+}
+
+impl Conn {
+    /// A half-open connection, created by its first SYN at `now`.
+    pub(crate) fn new(socket: SocketHandle, tuple: FourTuple, now: Instant) -> Self {
+        Conn {
+            socket,
+            tuple,
+            phase: Phase::SynReceived { since: now },
+            handles: 0,
+            read: WakerSlot::default(),
+            write: WakerSlot::default(),
+            aborted: false,
+        }
+    }
+}
+
+/// A connection that completed its handshake and was taken from the accept queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub(crate) id: ConnId,
+    pub(crate) tuple: FourTuple,
+}

@@ -1,0 +1,9 @@
+//! TCP: the per-shard connection table (SYN handling, phases, accept queue) and the
+//! application's handles (listener, streams).
+
+pub(crate) mod accept_queue;
+pub(crate) mod connection;
+pub(crate) mod listener;
+pub(crate) mod stream;
+pub(crate) mod table;
+pub(crate) mod tuple;

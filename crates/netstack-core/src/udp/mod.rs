@@ -1,0 +1,6 @@
+//! UDP for any destination: the queue of received datagrams, sending, and the application's
+//! socket.
+
+pub(crate) mod queue;
+pub(crate) mod send;
+pub(crate) mod socket;
