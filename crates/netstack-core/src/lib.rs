@@ -81,10 +81,10 @@ pub use packet::Packet;
 pub use pass::RunnerStatus;
 pub use port::{PacketPort, PacketSink, PacketStream};
 pub use ptr::StackPtr;
-pub use runner::Runner;
+pub use runner::{Runner, Timer};
 #[cfg(feature = "std")]
 pub use runtime::std_random_seed;
-pub use runtime::{Io, Runtime, Spawn, Timer};
+pub use runtime::{Io, Runtime, Spawn};
 pub use stack::Stack;
 pub use stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 #[cfg(feature = "std")]

@@ -3,29 +3,11 @@
 //! runner. An adapter crate implements these for one ecosystem (tokio, async-io); everything
 //! else — listener, streams, runner decisions, builder, flavours — is the core's.
 
-use core::task::{Context, Poll};
-
-use smoltcp::time::Instant;
-
 use crate::flavor::Flavor;
 use crate::ptr::StackPtr;
-use crate::runner::Runner;
+use crate::runner::{Runner, Timer};
 use crate::tcp::stream::TcpStream;
 use crate::time::Clock;
-
-/// A one-shot timer the [`Runner`] sleeps on. The runner arms it only when the stack's next
-/// deadline moves earlier, and disarms it when the stack has no deadline, so an idle stack is
-/// never woken.
-pub trait Timer: Unpin + 'static {
-    /// Arms the timer for `at` (a stack instant, of the clock the timer was made with),
-    /// replacing any earlier setting.
-    fn set(&mut self, at: Instant);
-    /// Disarms the timer: it does not fire until it is set again.
-    fn clear(&mut self);
-    /// `Ready` once the time it was set for has come; registers the waker otherwise (also
-    /// while disarmed, when it never fires).
-    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()>;
-}
 
 /// An executor's part of a stack: its time.
 pub trait Runtime: 'static {

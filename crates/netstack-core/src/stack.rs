@@ -339,7 +339,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         });
     }
 
-    /// Counts a new application handle (see [`Handle`](crate::ptr::Handle)).
+    /// Counts a new application handle (a packet port half, listener or socket).
     pub(crate) fn attach_handle(&self) {
         self.with(|inner, _| inner.handles += 1);
     }

@@ -60,7 +60,7 @@ pub(crate) struct Inner {
     /// Whether an application handle receives UDP / ICMP (one receiver each).
     pub(crate) udp_claimed: bool,
     pub(crate) icmp_claimed: bool,
-    /// Application handles alive (see [`Handle`](crate::ptr::Handle)); the runner finishes at 0.
+    /// Application handles alive (ports, listeners, sockets, streams); the runner finishes at 0.
     pub(crate) handles: usize,
     pub(crate) counters: Counters,
 }
