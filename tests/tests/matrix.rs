@@ -311,4 +311,77 @@ matrix! {
         .await
         .expect("timed out");
     })
+
+    /// The runner future completes once every handle of its stack (packet port, listener,
+    /// sockets) is gone, as its docs say; the last one dropped wakes it. (It used to wait for
+    /// a wake-up that never came.)
+    fn runner_ends_once_every_handle_is_dropped(net(1500), |tun| {
+        drop(tun);
+        let (port, runner, listener) = StackBuilder::default().build();
+        let udp = port.udp_socket().expect("the UDP socket");
+        let runner = spawn(runner);
+        drop(port);
+        drop(listener);
+        // The UDP socket still holds the stack: a datagram could still be sent.
+        sleep(Duration::from_millis(100)).await;
+        drop(udp);
+        timeout(Duration::from_secs(5), runner)
+            .await
+            .expect("the runner ended after the last handle was dropped");
+    })
+
+    /// Two tasks waiting in `accept` on one listener both get a connection: the accept queue
+    /// keeps every waiting task (it used to keep the last one only, so the other never woke).
+    fn every_task_waiting_in_accept_gets_a_connection(net(1500), |tun| {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        // One body for every flavour: in the local ones this `Arc` is just a shared pointer.
+        #[allow(clippy::arc_with_non_send_sync)]
+        let listener = std::sync::Arc::new(fx.listener);
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let listener = listener.clone();
+                spawn(async move {
+                    let (mut stream, _) = listener.accept().await.expect("accept");
+                    stream.write_all(b"accepted").await.expect("write");
+                    stream.shutdown().await.expect("shutdown");
+                    let mut rest = Vec::new();
+                    let _ = stream.read_to_end(&mut rest).await;
+                })
+            })
+            .collect();
+        // Both tasks register in `accept` before the first connection arrives.
+        sleep(Duration::from_millis(200)).await;
+        timeout(Duration::from_secs(20), async {
+            for port in [7001, 7002] {
+                let got = kernel_exchange(v4(port), b"").await;
+                assert_eq!(got, b"accepted", "connection to port {port}");
+            }
+            join_all(waiters).await;
+        })
+        .await
+        .expect("both waiting tasks got a connection");
+    })
+
+    /// Two tasks waiting in `recv` on one UDP socket both get a datagram.
+    fn every_task_waiting_in_udp_recv_gets_a_datagram(net(1500), |tun| {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        #[allow(clippy::arc_with_non_send_sync)] // as above
+        let udp = std::sync::Arc::new(fx.stack.udp_socket().expect("the UDP socket"));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let udp = udp.clone();
+                spawn(async move { udp.recv().await.payload })
+            })
+            .collect();
+        sleep(Duration::from_millis(200)).await;
+        let kernel = tokio::net::UdpSocket::bind("0.0.0.0:0").await.expect("bind");
+        for port in [5301u16, 5302] {
+            kernel.send_to(&port.to_be_bytes(), v4(port)).await.expect("send");
+        }
+        let mut got = timeout(Duration::from_secs(20), join_all(waiters))
+            .await
+            .expect("both waiting tasks got a datagram");
+        got.sort();
+        assert_eq!(got, [5301u16.to_be_bytes().to_vec(), 5302u16.to_be_bytes().to_vec()]);
+    })
 }

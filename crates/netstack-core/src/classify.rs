@@ -16,18 +16,8 @@ use smoltcp::wire::{
 
 use crate::filter::{FlowInfo, Protocol};
 use crate::packet::Packet;
+use crate::stats::DropReason;
 use crate::tcp::tuple::FourTuple;
-
-/// Why a packet was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DropReason {
-    Malformed,
-    BadChecksum,
-    /// A transport protocol the stack does not serve (neither TCP, UDP nor ICMP).
-    UnknownProtocol,
-    /// Fragment reassembly had no room for it.
-    Reassembly,
-}
 
 /// A valid TCP segment on its way to its shard: the packet and what the SYN table needs.
 #[derive(Debug)]

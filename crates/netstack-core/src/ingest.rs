@@ -17,7 +17,7 @@ use core::ops::Range;
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpProtocol};
 
-use crate::classify::{classify, Classified, DropReason, IcmpClass, TcpSegment};
+use crate::classify::{classify, Classified, IcmpClass, TcpSegment};
 use crate::config::Config;
 use crate::error::Error;
 use crate::filter::IpFilter;
@@ -25,6 +25,7 @@ use crate::icmp::message::{fill_echo_reply, IcmpEchoMode, IcmpKind, IcmpMessage}
 use crate::normalize::{normalize, Normalized};
 use crate::packet::Packet;
 use crate::state::Inner;
+use crate::stats::DropReason;
 use crate::udp::queue::UdpDatagram;
 use crate::waker::WakeBatch;
 

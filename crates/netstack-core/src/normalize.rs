@@ -15,9 +15,9 @@ use alloc::vec::Vec;
 use smoltcp::time::Instant;
 use smoltcp::wire::{Ipv4Packet, Ipv6Packet, IPV4_HEADER_LEN};
 
-use crate::classify::DropReason;
 use crate::packet::Packet;
 use crate::reassembly::{FragKey, Reassembler, ReassemblyError};
+use crate::stats::DropReason;
 
 /// IPv6 next-header values of the extension headers the front end walks.
 const HOP_BY_HOP: u8 = 0;

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use smoltcp::time::Instant;
 
-use crate::classify::{DropReason, TcpSegment};
+use crate::classify::TcpSegment;
 use crate::config::Config;
 use crate::device::QueueDevice;
 use crate::icmp::queue::IcmpQueue;
@@ -14,6 +14,7 @@ use crate::ip_builder::IpBuilder;
 use crate::packet::Packet;
 use crate::reassembly::Reassembler;
 use crate::shard::Shard;
+use crate::stats::DropReason;
 use crate::stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 use crate::tcp::accept_queue::AcceptQueue;
 use crate::udp::queue::UdpQueue;
@@ -160,7 +161,13 @@ impl Inner {
             self.egress_blocked = false;
             wake.take_from(&mut self.runner_waker);
         }
-        self.room_waiters.take_all(wake);
+        if self.device.egress.is_empty() {
+            // Room for anything: every waiter, also those woken earlier that then gave up.
+            self.room_waiters.take_all(wake);
+        } else {
+            // One slot freed: one waiter (it wakes the next if room remains).
+            self.room_waiters.take_first(1, wake);
+        }
         Some(p)
     }
 

@@ -4,6 +4,17 @@
 
 use core::fmt;
 
+/// Why the front end dropped a packet (counted in [`DropStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DropReason {
+    Malformed,
+    BadChecksum,
+    /// A transport protocol the stack does not serve (neither TCP, UDP nor ICMP).
+    UnknownProtocol,
+    /// Fragment reassembly had no room for it.
+    Reassembly,
+}
+
 /// Packets dropped by the stack, by reason.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -5,6 +5,7 @@
 //! *takes* wakers into a [`WakeBatch`]; the batch is woken after the lock is released, so a waker
 //! that re-enters the stack (or an executor that takes its own locks) cannot deadlock with it.
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::task::Waker;
 
@@ -41,27 +42,33 @@ impl WakerSlot {
 /// room (a woken task that re-registers at once would spin).
 #[derive(Default, Debug)]
 pub(crate) struct WakerList {
-    wakers: Vec<Waker>,
+    /// In registration order, so that [`take_first`](Self::take_first) is fair.
+    wakers: VecDeque<Waker>,
 }
 
 impl WakerList {
     /// Adds `waker` unless a waker for the same task is listed.
     pub(crate) fn register(&mut self, waker: &Waker) {
         if !self.wakers.iter().any(|w| w.will_wake(waker)) {
-            self.wakers.push(waker.clone());
+            self.wakers.push_back(waker.clone());
         }
+    }
+
+    /// Moves the `n` longest-waiting wakers into `wake`: when a condition frees room for `n`
+    /// items, waking every waiter would make all but `n` of them poll in vain.
+    pub(crate) fn take_first(&mut self, n: usize, wake: &mut WakeBatch) {
+        for w in self.wakers.drain(..n.min(self.wakers.len())) {
+            wake.push(w);
+        }
+    }
+
+    /// Whether no task is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
     }
 
     /// Moves every listed waker into `wake`.
     pub(crate) fn take_all(&mut self, wake: &mut WakeBatch) {
-        if self.wakers.is_empty() {
-            return;
-        }
-        if wake.first.is_none() && wake.rest.is_empty() && wake.overflow.is_empty() {
-            // The common case: hand the whole list over without copying it waker by waker.
-            core::mem::swap(&mut self.wakers, &mut wake.overflow);
-            return;
-        }
         for w in self.wakers.drain(..) {
             wake.push(w);
         }
@@ -155,6 +162,23 @@ mod tests {
         batch.wake_all();
         assert!(tasks.iter().all(|t| t.0.load(Ordering::Relaxed) == 1));
         assert_eq!(list.len(), 0);
+    }
+
+    #[test]
+    fn take_first_wakes_the_longest_waiting_tasks_only() {
+        let tasks: Vec<Arc<Counter>> = (0..10)
+            .map(|_| Arc::new(Counter(AtomicUsize::new(0))))
+            .collect();
+        let mut list = WakerList::default();
+        for t in &tasks {
+            list.register(&Waker::from(t.clone()));
+        }
+        let mut batch = WakeBatch::default();
+        list.take_first(3, &mut batch);
+        batch.wake_all();
+        let woken: Vec<usize> = tasks.iter().map(|t| t.0.load(Ordering::Relaxed)).collect();
+        assert_eq!(woken, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(list.len(), 7);
     }
 
     #[test]

@@ -42,6 +42,10 @@ impl Inner {
             self.counters.udp.datagrams_out += 1;
             self.egress_waiters.take_all(wake);
         }
+        if !self.room_waiters.is_empty() && self.egress_has_room_for(1) {
+            // Pass the room on: a freed slot woke only one waiter.
+            self.room_waiters.take_first(1, wake);
+        }
         Poll::Ready(r)
     }
 }
