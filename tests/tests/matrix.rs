@@ -384,4 +384,44 @@ matrix! {
         got.sort();
         assert_eq!(got, [5301u16.to_be_bytes().to_vec(), 5302u16.to_be_bytes().to_vec()]);
     })
+
+    /// Connection requests on every flavour: one is accepted (and carries an echo), one is
+    /// refused (the kernel's `connect()` fails with ECONNREFUSED).
+    fn connection_requests_are_accepted_or_refused(net(1500), |tun| {
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::new(netstack_tokio::Config::default().connection_requests(true)),
+        );
+        let listener = fx.listener;
+        let server = spawn(async move {
+            for refuse in [false, true] {
+                let request = match listener.incoming().await.expect("incoming") {
+                    netstack_core::Incoming::Request(r) => r,
+                    netstack_core::Incoming::Stream(..) => panic!("a stream without a request"),
+                };
+                if refuse {
+                    request.refuse(netstack_core::Refusal::Reset).expect("refused");
+                    continue;
+                }
+                let stream = request.accept().await.expect("accepted");
+                let (mut r, mut w) = stream.into_split();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match r.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => w.write_all(&buf[..n]).await.expect("echo"),
+                    }
+                }
+                w.shutdown().await.expect("shutdown");
+            }
+        });
+        timeout(LIMIT, async {
+            kernel_echo(v4(8001), pattern(8, 100_000)).await;
+            let err = KernelStream::connect(v6(8002)).await.expect_err("refused");
+            assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+            server.await;
+        })
+        .await
+        .expect("timed out");
+    })
 }

@@ -115,7 +115,8 @@ macro_rules! adapter_write {
 }
 
 /// Declares the type aliases of one flavour of an adapter: `StackBuilder`, `PacketPort`,
-/// `PacketSink`, `PacketStream`, `Runner`, `TcpListener`, `TcpStream`, `OwnedReadHalf`,
+/// `PacketSink`, `PacketStream`, `Runner`, `TcpListener`, `ConnectionRequest`, `Incoming`,
+/// `TcpStream`, `OwnedReadHalf`,
 /// `OwnedWriteHalf`, `UdpSocket`, `UdpRecvHalf`, `UdpSendHalf`, `IcmpSocket` and `CoreStack`,
 /// for flavour `$flavor` on runtime `$runtime`. The streams are the calling crate's
 /// `crate::generic::{TcpStream, OwnedReadHalf, OwnedWriteHalf}` (from [`adapter_streams!`]).
@@ -140,6 +141,18 @@ macro_rules! adapter_aliases {
         pub type Runner = $crate::RunnerOf<$flavor, $runtime>;
         #[doc = concat!("Accepts the TCP connections of ", $what, " stack, for any destination.")]
         pub type TcpListener = $crate::ListenerOf<$flavor, $runtime>;
+        #[doc = concat!("A new TCP connection of ", $what, " stack, at SYN time.")]
+        pub type ConnectionRequest = $crate::ConnectionRequest<
+            StackPtr,
+            crate::generic::TcpStream<StackPtr>,
+            <$runtime as $crate::Io>::Error,
+        >;
+        #[doc = concat!("What the listener of ", $what, " stack yields: a request or a stream.")]
+        pub type Incoming = $crate::Incoming<
+            StackPtr,
+            crate::generic::TcpStream<StackPtr>,
+            <$runtime as $crate::Io>::Error,
+        >;
         #[doc = concat!("A TCP connection of ", $what, " stack.")]
         pub type TcpStream = crate::generic::TcpStream<StackPtr>;
         #[doc = concat!("The read half of a TCP connection of ", $what, " stack.")]

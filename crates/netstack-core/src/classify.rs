@@ -11,7 +11,7 @@ use core::ops::Range;
 
 use smoltcp::wire::{
     Icmpv4Message, Icmpv4Packet, Icmpv6Message, Icmpv6Packet, IpAddress, IpEndpoint, IpProtocol,
-    Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+    Ipv4Packet, Ipv6Packet, TcpOption, TcpPacket, UdpPacket,
 };
 
 use crate::filter::{FlowInfo, Protocol};
@@ -24,9 +24,64 @@ use crate::tcp::tuple::FourTuple;
 pub(crate) struct TcpSegment {
     pub(crate) packet: Packet,
     pub(crate) tuple: FourTuple,
-    /// A connection request: SYN without ACK or RST.
+    pub(crate) header: TcpHeader,
+}
+
+/// The header fields the SYN table, connection requests and SYN cookies look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpHeader {
+    pub(crate) seq: u32,
+    /// The acknowledgement number, if the ACK flag is set.
+    pub(crate) ack: Option<u32>,
     pub(crate) syn: bool,
     pub(crate) rst: bool,
+    pub(crate) fin: bool,
+    /// Payload bytes.
+    pub(crate) payload_len: usize,
+    /// Options, parsed only on SYN segments and on the ACKs a SYN cookie may validate.
+    pub(crate) options: SynOptions,
+}
+
+impl TcpHeader {
+    /// A connection request: SYN without ACK or RST.
+    pub(crate) fn is_syn(&self) -> bool {
+        self.syn && self.ack.is_none() && !self.rst
+    }
+}
+
+/// The options a SYN carries that matter to the connection it asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SynOptions {
+    /// Maximum segment size the peer accepts.
+    pub mss: Option<u16>,
+    /// The peer's window-scale shift (RFC 7323); `None` if it does not scale.
+    pub window_scale: Option<u8>,
+    /// Whether the peer accepts selective acknowledgements (RFC 2018).
+    pub sack_permitted: bool,
+    /// The peer's timestamp (TSval, TSecr), if it sends timestamps (RFC 7323).
+    pub timestamp: Option<(u32, u32)>,
+}
+
+impl SynOptions {
+    /// Parses a TCP header's options; what cannot be parsed is left out.
+    fn parse(mut options: &[u8]) -> Self {
+        let mut out = SynOptions::default();
+        while !options.is_empty() {
+            let Ok((rest, option)) = TcpOption::parse(options) else {
+                break;
+            };
+            match option {
+                TcpOption::EndOfList => break,
+                TcpOption::MaxSegmentSize(mss) => out.mss = Some(mss),
+                TcpOption::WindowScale(shift) => out.window_scale = Some(shift),
+                TcpOption::SackPermitted => out.sack_permitted = true,
+                TcpOption::TimeStamp { tsval, tsecr } => out.timestamp = Some((tsval, tsecr)),
+                _ => {}
+            }
+            options = rest;
+        }
+        out
+    }
 }
 
 /// What kind of ICMP message a packet carries.
@@ -41,13 +96,8 @@ pub(crate) enum IcmpClass {
 /// What the front end found in a plain packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Classified {
-    /// A valid TCP segment; `syn` is set for a connection request (SYN without ACK or RST),
-    /// `rst` for a reset.
-    Tcp {
-        tuple: FourTuple,
-        syn: bool,
-        rst: bool,
-    },
+    /// A valid TCP segment.
+    Tcp { tuple: FourTuple, header: TcpHeader },
     /// A valid UDP datagram; `payload` is its position in the packet.
     Udp {
         src: IpEndpoint,
@@ -166,11 +216,24 @@ fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8], verify: bool) ->
         remote: IpEndpoint::new(src, tcp.src_port()),
         local: IpEndpoint::new(dst, tcp.dst_port()),
     };
-    let syn = tcp.syn() && !tcp.ack() && !tcp.rst();
+    let ack = tcp.ack().then(|| tcp.ack_number().0 as u32);
+    // Options matter on SYNs, and on bare ACKs a SYN cookie may have to validate.
+    let options = if tcp.syn() || (ack.is_some() && !tcp.rst() && !tcp.fin()) {
+        SynOptions::parse(tcp.options())
+    } else {
+        SynOptions::default()
+    };
     Classified::Tcp {
         tuple,
-        syn,
-        rst: tcp.rst(),
+        header: TcpHeader {
+            seq: tcp.seq_number().0 as u32,
+            ack,
+            syn: tcp.syn(),
+            rst: tcp.rst(),
+            fin: tcp.fin(),
+            payload_len: tcp.payload().len(),
+            options,
+        },
     }
 }
 
@@ -333,10 +396,10 @@ pub(crate) mod tests {
     #[test]
     fn syn_is_classified_with_its_tuple() {
         let c = classify(&ipv4_tcp(TcpControl::Syn), true);
-        let Classified::Tcp { tuple, syn, .. } = c else {
+        let Classified::Tcp { tuple, header } = c else {
             panic!("{c:?}")
         };
-        assert!(syn);
+        assert!(header.is_syn());
         assert_eq!(tuple.local.port, 80);
         assert_eq!(tuple.remote.port, 40000);
         assert_eq!(
@@ -393,7 +456,10 @@ pub(crate) mod tests {
         );
         assert!(matches!(
             classify(&buf, true),
-            Classified::Tcp { syn: true, .. }
+            Classified::Tcp {
+                header: TcpHeader { syn: true, .. },
+                ..
+            }
         ));
     }
 

@@ -47,8 +47,15 @@ pub struct Config {
     /// beyond it are answered with RST. Default 256.
     pub syn_backlog: usize,
     /// How long a half-open connection may wait for the handshake to complete before it is
-    /// dropped. Default 5 s.
+    /// dropped, and a connection request for the application's answer before it is refused
+    /// with RST. Default 5 s.
     pub syn_timeout: Duration,
+    /// Ask the application about each new connection at SYN time, before answering it
+    /// ([`TcpListener::incoming`](crate::TcpListener::incoming) yields a
+    /// [`ConnectionRequest`](crate::ConnectionRequest) to accept or refuse), instead of
+    /// completing the handshake first. A pending request holds its SYN (no socket buffers yet)
+    /// and counts against `syn_backlog`. Default `false`.
+    pub connection_requests: bool,
     /// Maximum number of established connections waiting for `accept`. Connections that complete
     /// the handshake when it is full are reset. Default 256.
     pub accept_queue: usize,
@@ -86,6 +93,9 @@ pub struct Config {
     pub icmp_deliver_other: bool,
     /// ICMP messages waiting for the application. Default 64.
     pub icmp_queue: usize,
+    /// ICMP errors (destination unreachable) the stack sends per second at most, on average
+    /// and in a burst; 0 sends none. Default 1000 (Linux's `icmp_msgs_per_sec`).
+    pub icmp_errors_per_second: u32,
     /// Fragmented datagrams being reassembled at once. Default 64.
     pub reassembly_max_datagrams: usize,
     /// Bytes held for reassembly, all datagrams together. Default 1 MiB.
@@ -110,6 +120,7 @@ impl Default for Config {
             tcp_buffer_budget: 1 << 30,
             syn_backlog: 256,
             syn_timeout: Duration::from_secs(5),
+            connection_requests: false,
             accept_queue: 256,
             ingress_queue: 256,
             egress_queue: 256,
@@ -124,6 +135,7 @@ impl Default for Config {
             icmp_echo: IcmpEchoMode::Reply,
             icmp_deliver_other: false,
             icmp_queue: 64,
+            icmp_errors_per_second: 1000,
             reassembly_max_datagrams: 64,
             reassembly_max_bytes: 1 << 20,
             reassembly_timeout: Duration::from_secs(10),
@@ -169,6 +181,8 @@ setter! {
     syn_backlog: usize,
     /// Sets [`Config::syn_timeout`].
     syn_timeout: Duration,
+    /// Sets [`Config::connection_requests`].
+    connection_requests: bool,
     /// Sets [`Config::accept_queue`].
     accept_queue: usize,
     /// Sets [`Config::ingress_queue`].
@@ -195,6 +209,8 @@ setter! {
     icmp_deliver_other: bool,
     /// Sets [`Config::icmp_queue`].
     icmp_queue: usize,
+    /// Sets [`Config::icmp_errors_per_second`].
+    icmp_errors_per_second: u32,
     /// Sets [`Config::reassembly_max_datagrams`].
     reassembly_max_datagrams: usize,
     /// Sets [`Config::reassembly_max_bytes`].

@@ -18,6 +18,11 @@ pub enum Error {
     AlreadyClaimed,
     /// The ICMP message is not an echo request, so it cannot be answered with an echo reply.
     NotEchoRequest,
+    /// No ICMP error may be sent about that packet (it is an ICMP error itself, or went to a
+    /// multicast or broadcast address, or came from one that names no single host).
+    NotAllowed,
+    /// ICMP errors are being sent at their configured rate already; this one was not sent.
+    RateLimited,
 }
 
 impl core::error::Error for Error {}
@@ -32,6 +37,8 @@ impl fmt::Display for Error {
             Error::InvalidAddress => f.write_str("invalid address or port"),
             Error::AlreadyClaimed => f.write_str("the stack's receiver is already taken"),
             Error::NotEchoRequest => f.write_str("not an ICMP echo request"),
+            Error::NotAllowed => f.write_str("no ICMP error may be sent about that packet"),
+            Error::RateLimited => f.write_str("ICMP error rate limit reached"),
         }
     }
 }
@@ -46,6 +53,9 @@ pub enum TcpError {
     ConnectionAborted,
     /// Writing after the write half was shut down, or after the connection closed.
     BrokenPipe,
+    /// An accepted connection request could not become a connection (its buffers no longer
+    /// fit the budget): the peer was refused with RST.
+    ConnectionRefused,
 }
 
 impl fmt::Display for TcpError {
@@ -54,6 +64,7 @@ impl fmt::Display for TcpError {
             TcpError::ConnectionReset => f.write_str("connection reset by peer"),
             TcpError::ConnectionAborted => f.write_str("connection aborted"),
             TcpError::BrokenPipe => f.write_str("write half closed"),
+            TcpError::ConnectionRefused => f.write_str("connection refused"),
         }
     }
 }
@@ -63,12 +74,13 @@ impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         use std::io::ErrorKind;
         let kind = match e {
-            Error::QueueFull => ErrorKind::WouldBlock,
+            Error::QueueFull | Error::RateLimited => ErrorKind::WouldBlock,
             Error::AlreadyClaimed => ErrorKind::AlreadyExists,
             Error::TooLarge
             | Error::AddressFamily
             | Error::InvalidAddress
-            | Error::NotEchoRequest => ErrorKind::InvalidInput,
+            | Error::NotEchoRequest
+            | Error::NotAllowed => ErrorKind::InvalidInput,
         };
         std::io::Error::new(kind, e)
     }
@@ -82,6 +94,7 @@ impl From<TcpError> for std::io::Error {
             TcpError::ConnectionReset => ErrorKind::ConnectionReset,
             TcpError::ConnectionAborted => ErrorKind::ConnectionAborted,
             TcpError::BrokenPipe => ErrorKind::BrokenPipe,
+            TcpError::ConnectionRefused => ErrorKind::ConnectionRefused,
         };
         std::io::Error::new(kind, e)
     }

@@ -91,11 +91,10 @@ impl Front {
             }
         }
         match class {
-            Classified::Tcp { tuple, syn, rst } => Prepared::Tcp(TcpSegment {
+            Classified::Tcp { tuple, header } => Prepared::Tcp(TcpSegment {
                 packet,
                 tuple,
-                syn,
-                rst,
+                header,
             }),
             Classified::Udp { src, dst, payload } => {
                 Prepared::Udp(UdpDatagram::new(packet, payload, src, dst))

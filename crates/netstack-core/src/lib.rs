@@ -69,12 +69,14 @@ mod waker;
 mod tests;
 
 pub use builder::{ListenerOf, PortOf, PtrOf, RunnerOf, StackBuilder};
+pub use classify::SynOptions;
 pub use config::Config;
 pub use error::{Error, TcpError};
 pub use filter::{FilterAction, FilterHook, FilterRule, FlowInfo, IpFilter, Protocol};
 #[cfg(feature = "std")]
 pub use flavor::SendFlavor;
 pub use flavor::{Flavor, LocalFlavor};
+pub use icmp::error::{ErrorQuote, Unreachable};
 pub use icmp::message::{IcmpEchoMode, IcmpKind, IcmpMessage};
 pub use icmp::socket::IcmpSocket;
 pub use packet::Packet;
@@ -91,6 +93,8 @@ pub use stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 pub use std_mutex::StdRawMutex;
 pub use tcp::connection::ConnId;
 pub use tcp::listener::TcpListener;
+pub use tcp::pending::Refusal;
+pub use tcp::request::{ConnectionRequest, Incoming};
 pub use tcp::stream::{TcpReadHalf, TcpStream, TcpWriteHalf};
 pub use time::Clock;
 pub use udp::queue::UdpDatagram;
@@ -101,8 +105,9 @@ pub use udp::socket::{Datagram, UdpRecvHalf, UdpSendHalf, UdpSocket};
 /// ICMP messages and counters.
 pub mod reexports {
     pub use crate::{
-        Config, Datagram, Duration, Error as StackError, FilterAction, FilterRule, FlowInfo,
-        IcmpEchoMode, IcmpKind, IcmpMessage, IpCidr, IpFilter, Packet, Protocol, Stats,
+        Config, Datagram, Duration, Error as StackError, ErrorQuote, FilterAction, FilterRule,
+        FlowInfo, IcmpEchoMode, IcmpKind, IcmpMessage, IpCidr, IpFilter, Packet, Protocol, Refusal,
+        Stats, SynOptions, Unreachable,
     };
 }
 

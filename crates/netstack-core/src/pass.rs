@@ -10,6 +10,7 @@ use smoltcp::time::Instant;
 
 use crate::classify::TcpSegment;
 use crate::device::QueueDevice;
+use crate::packet::Packet;
 use crate::shard::{shard_of, Shard};
 use crate::state::Inner;
 use crate::tcp::table::SynOutcome;
@@ -53,7 +54,7 @@ impl Inner {
                 break;
             };
             processed += 1;
-            self.ingest_segment(segment, now);
+            self.ingest_segment(segment, now, wake);
         }
         if processed > 0 {
             self.ingress_waiters.take_all(wake);
@@ -93,16 +94,17 @@ impl Inner {
     }
 
     /// Hands one TCP segment to its shard: a SYN goes through the SYN table first, which
-    /// creates the listening socket for a new 4-tuple; then smoltcp processes it.
-    fn ingest_segment(&mut self, segment: TcpSegment, now: Instant) {
+    /// creates the listening socket for a new 4-tuple (or, with connection requests, keeps the
+    /// SYN for the application to answer); then smoltcp processes it.
+    fn ingest_segment(&mut self, segment: TcpSegment, now: Instant, wake: &mut WakeBatch) {
         let TcpSegment {
             packet,
             tuple,
-            syn,
-            rst,
+            header,
         } = segment;
         let i = shard_of(&tuple, self.shards.len());
-        let created = if syn {
+        let mut created = None;
+        if header.is_syn() {
             let totals = self.shards.iter().fold((0, 0), |(n, s), shard| {
                 (n + shard.tcp.len(), s + shard.tcp.syn_received())
             });
@@ -111,31 +113,70 @@ impl Inner {
                 .tcp
                 .on_syn(tuple, now, &self.config, &mut shard.sockets, totals)
             {
-                SynOutcome::Listening(created) => created,
-                SynOutcome::Refused => None,
+                SynOutcome::Listening(id) => created = id,
+                SynOutcome::Request => {
+                    let info = shard
+                        .tcp
+                        .add_request(tuple, packet, header, now, &self.config);
+                    self.requests.push(info.id, wake);
+                    self.mark_dirty(i); // its expiry joins the shard's deadline
+                    return;
+                }
+                SynOutcome::PendingRequest => return,
+                SynOutcome::Refuse(refusal) => {
+                    // A full egress queue drops the answer (counted); the peer retries.
+                    let _ = self.refuse(tuple, &header, &packet, refusal, now, wake);
+                    return;
+                }
+                // No socket listens: smoltcp answers with RST.
+                SynOutcome::Refused => {}
             }
-        } else {
-            None
-        };
+        }
+        self.feed(i, packet, now);
+        let shard = &mut self.shards[i];
+        if let Some(id) = created {
+            shard.tcp.after_new_syn(id, &mut shard.sockets);
+        }
+        if header.rst {
+            shard.tcp.after_rst(tuple, &mut shard.sockets);
+        }
+        self.mark_dirty(i);
+    }
+
+    /// Lets shard `i`'s smoltcp interface process `packet`.
+    pub(crate) fn feed(&mut self, i: usize, packet: Packet, now: Instant) {
         let shard = &mut self.shards[i];
         self.device.rx = Some(packet);
         shard
             .iface
             .poll_ingress_single(now, &mut self.device, &mut shard.sockets);
         self.device.rx = None;
-        if let Some(id) = created {
-            shard.tcp.after_new_syn(id, &mut shard.sockets);
+    }
+
+    /// Refuses with RST the requests of shard `i` that waited `syn_timeout` for an answer.
+    fn expire_requests(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) {
+        loop {
+            let mut expired: heapless::Vec<_, 16> = heapless::Vec::new();
+            let more = self.shards[i]
+                .tcp
+                .expire_requests(now, &self.config, &mut expired);
+            for (id, request) in expired {
+                self.requests.forget(id);
+                // A full egress queue drops the RST (counted); the peer's retransmitted SYN
+                // then finds no request and is answered afresh.
+                let _ = self.send_rst(request.tuple, &request.header, wake);
+            }
+            if !more {
+                return;
+            }
         }
-        if rst {
-            shard.tcp.after_rst(tuple, &mut shard.sockets);
-        }
-        self.mark_dirty(i);
     }
 
     /// Services shard `i`: lets its sockets transmit, runs its connection table (promotions,
     /// expiries, reaping, wakers) and computes its next deadline. Returns `false` if the egress
     /// queue filled up first (the shard stays dirty and is finished once it drains).
     fn service(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) -> bool {
+        self.expire_requests(i, now, wake);
         let shard = &mut self.shards[i];
         if !transmit(shard, &mut self.device, now) {
             self.egress_blocked = true;

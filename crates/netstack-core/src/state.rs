@@ -9,6 +9,7 @@ use smoltcp::time::Instant;
 use crate::classify::TcpSegment;
 use crate::config::Config;
 use crate::device::QueueDevice;
+use crate::icmp::error::ErrorLimit;
 use crate::icmp::queue::IcmpQueue;
 use crate::ip_builder::IpBuilder;
 use crate::packet::Packet;
@@ -17,6 +18,7 @@ use crate::shard::Shard;
 use crate::stats::DropReason;
 use crate::stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 use crate::tcp::accept_queue::AcceptQueue;
+use crate::tcp::pending::RequestQueue;
 use crate::udp::queue::UdpQueue;
 use crate::waker::{WakeBatch, WakerList, WakerSlot};
 
@@ -41,6 +43,10 @@ pub(crate) struct Inner {
     /// Shards with work for the next runner pass (each at most once: see `Shard::dirty`).
     pub(crate) dirty: Vec<usize>,
     pub(crate) accept: AcceptQueue,
+    /// Connection requests waiting to be handed to the application.
+    pub(crate) requests: RequestQueue,
+    /// The ICMP error rate limit.
+    pub(crate) icmp_errors: ErrorLimit,
     /// The smoltcp device: the egress queue, and the packet smoltcp is processing.
     pub(crate) device: QueueDevice,
     /// Classified TCP segments waiting for the runner (bounded by `ingress_queue`).
@@ -77,6 +83,8 @@ impl Inner {
             shards,
             dirty: Vec::new(),
             accept: AcceptQueue::new(config.accept_queue),
+            requests: RequestQueue::default(),
+            icmp_errors: ErrorLimit::new(config.icmp_errors_per_second),
             device,
             tcp_ingress: VecDeque::with_capacity(config.ingress_queue),
             ingress_waiters: WakerList::default(),

@@ -38,8 +38,11 @@ pub struct DropStats {
     pub icmp_queue_full: u64,
     /// ICMP messages neither answered nor delivered (per configuration).
     pub icmp_unhandled: u64,
-    /// Packets the stack built itself (ICMP replies) dropped because the egress queue was full.
+    /// Packets the stack built itself (ICMP replies and errors, resets) dropped because the
+    /// egress queue was full.
     pub egress_full: u64,
+    /// ICMP errors not sent because of `icmp_errors_per_second`.
+    pub icmp_rate_limited: u64,
 }
 
 /// IP-layer counters.
@@ -78,14 +81,22 @@ pub struct IcmpStats {
     pub echo_replies: u64,
     /// Messages delivered to the application.
     pub delivered: u64,
+    /// Destination-unreachable errors sent.
+    pub errors_sent: u64,
+    /// Errors asked for about packets that may not be answered with one (RFC 1812 / 4443).
+    pub errors_not_allowed: u64,
 }
 
 /// TCP connection counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TcpStats {
-    /// Connections handed to the application by `accept`.
+    /// Connections handed to the application by `accept` (or by an accepted request).
     pub accepted: u64,
+    /// Connection requests made (new 4-tuples with `connection_requests`).
+    pub requests: u64,
+    /// Requests the application refused.
+    pub refused_by_application: u64,
     /// SYNs refused with RST because `max_connections` was reached.
     pub refused_connection_limit: u64,
     /// SYNs refused with RST because the connections' buffers would exceed
@@ -115,6 +126,8 @@ impl TcpStats {
     /// Adds `other` field by field (to sum the shards of a stack).
     pub(crate) fn add(&mut self, other: &TcpStats) {
         self.accepted += other.accepted;
+        self.requests += other.requests;
+        self.refused_by_application += other.refused_by_application;
         self.refused_connection_limit += other.refused_connection_limit;
         self.refused_syn_backlog += other.refused_syn_backlog;
         self.refused_memory_budget += other.refused_memory_budget;
@@ -181,7 +194,8 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "drops: malformed {}, bad checksum {}, unknown protocol {}, ingress full {}, filtered {}, \
-             reassembly {}, udp queue full {}, icmp queue full {}, icmp unhandled {}, egress full {}",
+             reassembly {}, udp queue full {}, icmp queue full {}, icmp unhandled {}, egress full {}, \
+             icmp rate limited {}",
             d.malformed,
             d.bad_checksum,
             d.unknown_protocol,
@@ -191,12 +205,13 @@ impl fmt::Display for Stats {
             d.udp_queue_full,
             d.icmp_queue_full,
             d.icmp_unhandled,
-            d.egress_full
+            d.egress_full,
+            d.icmp_rate_limited
         )?;
         writeln!(
             f,
             "udp: in {}, out {}, queued {} ({} bytes); icmp: echo requests {}, replies {}, \
-             delivered {}; fragments: in {}, reassembled {}, out {}",
+             delivered {}, errors sent {}; fragments: in {}, reassembled {}, out {}",
             self.udp.datagrams_in,
             self.udp.datagrams_out,
             self.udp.queued,
@@ -204,15 +219,19 @@ impl fmt::Display for Stats {
             self.icmp.echo_requests,
             self.icmp.echo_replies,
             self.icmp.delivered,
+            self.icmp.errors_sent,
             self.ip.fragments_in,
             self.ip.reassembled,
             self.ip.fragments_out
         )?;
         writeln!(
             f,
-            "tcp: accepted {}, refused (limit {}, memory budget {}, backlog {}, accept queue {}), \
-             syn expired {}, duplicate syns {}, close expired {}",
+            "tcp: accepted {}, requests {} (refused by the application {}), refused (limit {}, \
+             memory budget {}, backlog {}, accept queue {}), syn expired {}, duplicate syns {}, \
+             close expired {}",
             t.accepted,
+            t.requests,
+            t.refused_by_application,
             t.refused_connection_limit,
             t.refused_memory_budget,
             t.refused_syn_backlog,

@@ -13,6 +13,7 @@ use futures_core::Stream;
 use crate::error::Error;
 use crate::ptr::{Handle, StackPtr};
 use crate::stats::Stats;
+use crate::tcp::request::{ConnectionRequest, Incoming};
 use crate::tcp::stream::TcpStream;
 
 /// Yields every TCP connection that completed its handshake through the stack, whatever its
@@ -54,6 +55,32 @@ impl<P: StackPtr, S: From<TcpStream<P>>, E> TcpListener<P, S, E> {
     /// None at present (see [`Self::accept`]).
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Result<S, E>> {
         self.poll_accept_stream(cx).map(|s| Ok(S::from(s)))
+    }
+
+    /// Waits for what comes next: with
+    /// [`Config::connection_requests`](crate::Config::connection_requests), the next
+    /// connection request (to accept or refuse), or an established connection that made no
+    /// request (one completed with a SYN cookie); without, established connections only.
+    ///
+    /// # Errors
+    /// None at present (see [`Self::accept`]).
+    pub async fn incoming(&self) -> Result<Incoming<P, S, E>, E> {
+        poll_fn(|cx| self.poll_incoming(cx)).await
+    }
+
+    /// Polls for what comes next (see [`Self::incoming`]); requests first.
+    ///
+    /// # Errors
+    /// None at present (see [`Self::accept`]).
+    pub fn poll_incoming(&self, cx: &mut Context<'_>) -> Poll<Result<Incoming<P, S, E>, E>> {
+        if let Poll::Ready(info) = self.stack.poll_request(cx) {
+            let request = ConnectionRequest::new(self.stack.clone(), info);
+            return Poll::Ready(Ok(Incoming::Request(request)));
+        }
+        self.poll_accept_stream(cx).map(|stream| {
+            let peer = stream.remote_endpoint().into();
+            Ok(Incoming::Stream(S::from(stream), peer))
+        })
     }
 
     fn poll_accept_stream(&self, cx: &mut Context<'_>) -> Poll<TcpStream<P>> {

@@ -22,11 +22,14 @@ use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp::{self, RecvError, State};
 use smoltcp::time::Instant;
 
+use crate::classify::TcpHeader;
 use crate::config::Config;
 use crate::error::TcpError;
+use crate::packet::Packet;
 use crate::stats::TcpStats;
 use crate::tcp::accept_queue::AcceptQueue;
 use crate::tcp::connection::{Accepted, Conn, ConnId, Phase};
+use crate::tcp::pending::{PendingRequest, RecentRefusals, Refusal, RequestInfo};
 use crate::tcp::tuple::FourTuple;
 use crate::waker::{WakeBatch, WakerSlot};
 
@@ -35,8 +38,39 @@ use crate::waker::{WakeBatch, WakerSlot};
 pub(crate) enum SynOutcome {
     /// A socket now listens for it (new or existing); hand the SYN to smoltcp.
     Listening(Option<ConnId>),
+    /// A new connection request (the stack asks the application before answering): store the
+    /// SYN with [`TcpTable::add_request`].
+    Request,
+    /// A retransmitted SYN of a pending request: nothing to do, the application answers it.
+    PendingRequest,
+    /// A retransmitted SYN of a request the application refused: refuse it again.
+    Refuse(Refusal),
     /// Refused: no socket listens, so smoltcp answers the SYN with RST.
     Refused,
+}
+
+/// Why the SYN of a new connection is refused, if it is: the stack-wide limits. `total` and
+/// `total_syn_received` are the stack-wide counts of connections (requests included) and of
+/// half-open ones.
+fn over_limit(
+    config: &Config,
+    stats: &mut TcpStats,
+    (total, total_syn_received): (usize, usize),
+) -> bool {
+    if total >= config.max_connections {
+        stats.refused_connection_limit += 1;
+        return true;
+    }
+    let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
+    if (total + 1).saturating_mul(per_connection) > config.tcp_buffer_budget {
+        stats.refused_memory_budget += 1;
+        return true;
+    }
+    if total_syn_received >= config.syn_backlog {
+        stats.refused_syn_backlog += 1;
+        return true;
+    }
+    false
 }
 
 /// The TCP connections of one shard of a stack (the stack enforces the global limits).
@@ -44,7 +78,13 @@ pub(crate) struct TcpTable {
     shard: u32,
     next_seq: u64,
     conns: BTreeMap<ConnId, Conn>,
+    /// Connection requests waiting for the application's answer (no socket yet).
+    requests: BTreeMap<ConnId, PendingRequest>,
+    /// Connections and requests by 4-tuple.
     by_tuple: BTreeMap<FourTuple, ConnId>,
+    /// 4-tuples whose request was refused lately.
+    refused: RecentRefusals,
+    /// Half-open connections and pending requests.
     syn_received: usize,
     /// Earliest SYN or orphan expiry, computed by `maintain`.
     deadline: Option<Instant>,
@@ -57,19 +97,21 @@ impl TcpTable {
             shard,
             next_seq: 0,
             conns: BTreeMap::new(),
+            requests: BTreeMap::new(),
             by_tuple: BTreeMap::new(),
+            refused: RecentRefusals::default(),
             syn_received: 0,
             deadline: None,
             stats: TcpStats::default(),
         }
     }
 
-    /// Connections in this shard, in any phase.
+    /// Connections in this shard, in any phase, and pending requests.
     pub(crate) fn len(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.requests.len()
     }
 
-    /// Half-open connections in this shard.
+    /// Half-open connections and pending requests in this shard.
     pub(crate) fn syn_received(&self) -> usize {
         self.syn_received
     }
@@ -79,17 +121,23 @@ impl TcpTable {
         self.deadline
     }
 
-    /// Handles a SYN (without ACK) for `tuple` before smoltcp sees it. `total` and
-    /// `total_syn_received` are the stack-wide counts the limits apply to.
+    /// Handles a SYN (without ACK) for `tuple` before smoltcp sees it. `totals` are the
+    /// stack-wide counts the limits apply to (see [`over_limit`]); with `requests` the stack
+    /// asks the application before answering a new 4-tuple.
     pub(crate) fn on_syn(
         &mut self,
         tuple: FourTuple,
         now: Instant,
         config: &Config,
         sockets: &mut SocketSet<'static>,
-        (total, total_syn_received): (usize, usize),
+        totals: (usize, usize),
     ) -> SynOutcome {
         if let Some(&id) = self.by_tuple.get(&tuple) {
+            if self.requests.contains_key(&id) {
+                // A retransmitted SYN while the application decides: no second request.
+                self.stats.duplicate_syns += 1;
+                return SynOutcome::PendingRequest;
+            }
             let conn = &self.conns[&id];
             let state = sockets.get::<tcp::Socket>(conn.socket).state();
             if !matches!(state, State::Closed | State::TimeWait) {
@@ -101,39 +149,204 @@ impl TcpTable {
             // the 4-tuple.
             self.by_tuple.remove(&tuple);
         }
-        if total >= config.max_connections {
-            self.stats.refused_connection_limit += 1;
+        if config.connection_requests {
+            if let Some(refusal) = self.refused.lookup(&tuple, now - config.syn_timeout) {
+                self.stats.duplicate_syns += 1;
+                return SynOutcome::Refuse(refusal);
+            }
+        }
+        if over_limit(config, &mut self.stats, totals) {
             return SynOutcome::Refused;
         }
-        let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
-        if (total + 1).saturating_mul(per_connection) > config.tcp_buffer_budget {
-            self.stats.refused_memory_budget += 1;
-            return SynOutcome::Refused;
+        if config.connection_requests {
+            return SynOutcome::Request;
         }
-        if total_syn_received >= config.syn_backlog {
-            self.stats.refused_syn_backlog += 1;
-            return SynOutcome::Refused;
+        let id = self.next_id();
+        match self.add_socket(id, tuple, now, config, sockets) {
+            Some(()) => SynOutcome::Listening(Some(id)),
+            None => SynOutcome::Refused,
         }
+    }
+
+    /// Creates the socket of connection `id`, listening on `tuple`'s destination, as a
+    /// half-open connection that expires `syn_timeout` after `since`.
+    fn add_socket(
+        &mut self,
+        id: ConnId,
+        tuple: FourTuple,
+        since: Instant,
+        config: &Config,
+        sockets: &mut SocketSet<'static>,
+    ) -> Option<()> {
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]),
             tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]),
         );
         configure_socket(&mut socket, config);
-        if socket.listen(tuple.local).is_err() {
-            return SynOutcome::Refused;
-        }
+        socket.listen(tuple.local).ok()?;
         let handle = sockets.add(socket);
+        self.conns.insert(id, Conn::new(handle, tuple, since));
+        self.by_tuple.insert(tuple, id);
+        self.syn_received += 1;
+        self.expire_at(since + config.syn_timeout);
+        Some(())
+    }
+
+    fn next_id(&mut self) -> ConnId {
         let id = ConnId {
             shard: self.shard,
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        self.conns.insert(id, Conn::new(handle, tuple, now));
+        id
+    }
+
+    /// Makes sure `maintain` runs by `at`.
+    fn expire_at(&mut self, at: Instant) {
+        self.deadline = Some(self.deadline.map_or(at, |d| d.min(at)));
+    }
+
+    /// Stores the SYN of a new connection request (after [`SynOutcome::Request`]); it counts
+    /// as half-open until it is answered or expires `syn_timeout` after `now`.
+    pub(crate) fn add_request(
+        &mut self,
+        tuple: FourTuple,
+        syn: Packet,
+        header: TcpHeader,
+        now: Instant,
+        config: &Config,
+    ) -> RequestInfo {
+        let id = self.next_id();
+        self.requests.insert(
+            id,
+            PendingRequest {
+                tuple,
+                syn,
+                header,
+                since: now,
+                handed_out: false,
+            },
+        );
         self.by_tuple.insert(tuple, id);
         self.syn_received += 1;
-        let expiry = now + config.syn_timeout;
-        self.deadline = Some(self.deadline.map_or(expiry, |d| d.min(expiry)));
-        SynOutcome::Listening(Some(id))
+        self.stats.requests += 1;
+        self.expire_at(now + config.syn_timeout);
+        RequestInfo {
+            id,
+            tuple,
+            options: header.options,
+        }
+    }
+
+    /// Hands request `id` to the application, once: its info, or `None` if it was answered
+    /// or expired meanwhile (or was handed out already).
+    pub(crate) fn hand_out_request(&mut self, id: ConnId) -> Option<RequestInfo> {
+        let request = self.requests.get_mut(&id)?;
+        if core::mem::replace(&mut request.handed_out, true) {
+            return None;
+        }
+        Some(RequestInfo {
+            id,
+            tuple: request.tuple,
+            options: request.header.options,
+        })
+    }
+
+    /// Remembers that the request of `tuple` was refused at `now` (see [`RecentRefusals`]).
+    pub(crate) fn remember_refusal(&mut self, tuple: FourTuple, refusal: Refusal, now: Instant) {
+        self.refused.remember(tuple, refusal, now);
+    }
+
+    /// Takes request `id` out of the table to answer it (accept or refuse); `None` if it
+    /// expired.
+    pub(crate) fn take_request(&mut self, id: ConnId) -> Option<PendingRequest> {
+        let request = self.requests.remove(&id)?;
+        self.syn_received -= 1;
+        if self.by_tuple.get(&request.tuple) == Some(&id) {
+            self.by_tuple.remove(&request.tuple);
+        }
+        Some(request)
+    }
+
+    /// The application accepted `request` (taken with [`Self::take_request`] under `id`):
+    /// creates its socket, which must now process the SYN (the caller hands it to smoltcp).
+    /// The connection is then half-open, and reported to [`Self::poll_handshake`] rather than
+    /// queued for `accept` once established.
+    ///
+    /// # Errors
+    /// `ConnectionRefused` if its buffers no longer fit the budget (it is refused with RST).
+    pub(crate) fn accept_request(
+        &mut self,
+        id: ConnId,
+        request: &PendingRequest,
+        config: &Config,
+        sockets: &mut SocketSet<'static>,
+    ) -> Result<(), TcpError> {
+        let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
+        let total = self.len() + 1; // this shard only: the SYN-time check covered the rest
+        if total.saturating_mul(per_connection) > config.tcp_buffer_budget {
+            self.stats.refused_memory_budget += 1;
+            return Err(TcpError::ConnectionRefused);
+        }
+        self.add_socket(id, request.tuple, request.since, config, sockets)
+            .ok_or(TcpError::ConnectionRefused)?;
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.awaited = true;
+        }
+        Ok(())
+    }
+
+    /// Removes the requests that waited `syn_timeout` for an answer into `expired` (at most its
+    /// capacity per call; returns whether more are due).
+    pub(crate) fn expire_requests<const N: usize>(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        expired: &mut heapless::Vec<(ConnId, PendingRequest), N>,
+    ) -> bool {
+        let due: heapless::Vec<ConnId, N> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| now >= r.since + config.syn_timeout)
+            .map(|(&id, _)| id)
+            .take(N)
+            .collect();
+        for id in &due {
+            if let Some(r) = self.take_request(*id) {
+                self.stats.syn_expired += 1;
+                let _ = expired.push((*id, r));
+            }
+        }
+        due.len() == N
+    }
+
+    /// The earliest expiry of a pending request.
+    fn next_request_expiry(&self, config: &Config) -> Option<Instant> {
+        self.requests
+            .values()
+            .map(|r| r.since + config.syn_timeout)
+            .min()
+    }
+
+    /// Ready once the accepted request `id` completed its handshake (its stream is then the
+    /// application's: one handle); an error if the handshake failed (the peer reset it, or it
+    /// timed out). Registers the waker otherwise.
+    pub(crate) fn poll_handshake(
+        &mut self,
+        id: ConnId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Accepted, TcpError>> {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return Poll::Ready(Err(TcpError::ConnectionReset));
+        };
+        match conn.phase {
+            Phase::AcceptPending => Poll::Ready(self.open(id).ok_or(TcpError::ConnectionReset)),
+            Phase::SynReceived { .. } if !conn.aborted => {
+                conn.read.register(cx.waker());
+                Poll::Pending
+            }
+            _ => Poll::Ready(Err(TcpError::ConnectionReset)),
+        }
     }
 
     /// Called after smoltcp processed the SYN that created `id`: a socket that smoltcp did not
@@ -203,7 +416,11 @@ impl TcpTable {
                     }
                     _ => {
                         self.syn_received -= 1;
-                        if accept.push(id, wake) {
+                        if conn.awaited {
+                            // An accepted request: its task awaits the handshake.
+                            conn.phase = Phase::AcceptPending;
+                            wake.take_from(&mut conn.read);
+                        } else if accept.push(id, wake) {
                             conn.phase = Phase::AcceptPending;
                         } else {
                             self.stats.refused_accept_queue += 1;
@@ -252,6 +469,10 @@ impl TcpTable {
         }
         // Removal is batched to keep this pass allocation-free; anything left over is picked up
         // right away by the next pass.
+        let deadline = [deadline, self.next_request_expiry(config)]
+            .into_iter()
+            .flatten()
+            .min();
         self.deadline = if more_to_remove { Some(now) } else { deadline };
         aborted
     }
@@ -303,6 +524,7 @@ impl TcpTable {
     /// Counts connections by phase into `stats`.
     pub(crate) fn snapshot(&self) -> TcpStats {
         let mut stats = self.stats;
+        stats.syn_received += self.requests.len() as u64;
         for conn in self.conns.values() {
             match conn.phase {
                 Phase::SynReceived { .. } => stats.syn_received += 1,
@@ -471,6 +693,17 @@ impl TcpTable {
     pub(crate) fn add_handle(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.handles = conn.handles.saturating_add(1);
+        }
+    }
+
+    /// Makes `id` an orphan that `maintain` removes once closed (its task gave up on it).
+    pub(crate) fn orphan(&mut self, id: ConnId, now: Instant) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if let Phase::SynReceived { .. } = conn.phase {
+                self.syn_received -= 1;
+            }
+            conn.phase = Phase::Orphan { since: now };
+            self.deadline = Some(now);
         }
     }
 

@@ -16,6 +16,7 @@ use core::task::{Context, Poll};
 
 use smoltcp::wire::IpEndpoint;
 
+use crate::icmp::error::ErrorQuote;
 use crate::packet::Packet;
 use crate::waker::{WakeBatch, WakerList};
 
@@ -74,6 +75,12 @@ impl UdpDatagram {
         p.truncate(self.payload.end);
         p.drain(..self.payload.start);
         p
+    }
+
+    /// The start of the packet the datagram came in, to quote in an ICMP error about it
+    /// later (see [`UdpSocket::send_unreachable`](crate::UdpSocket::send_unreachable)).
+    pub fn quote(&self) -> ErrorQuote {
+        ErrorQuote::of(&self.packet)
     }
 
     /// The whole packet the datagram came in.

@@ -20,6 +20,7 @@ use futures_sink::Sink;
 use smoltcp::wire::IpEndpoint;
 
 use crate::error::Error;
+use crate::icmp::error::{ErrorQuote, Unreachable};
 use crate::ptr::{Handle, StackPtr};
 use crate::stack::Stack;
 use crate::time::Clock;
@@ -111,6 +112,21 @@ impl<P: StackPtr> UdpSocket<P> {
         dst: SocketAddr,
     ) -> Result<(), Error> {
         self.send.send_to(payload, src, dst).await
+    }
+
+    /// Receives the next datagram as the stack holds it (no copy; keeps its packet, so that
+    /// [`UdpDatagram::quote`] can keep its start for an ICMP error).
+    pub async fn recv_datagram(&self) -> UdpDatagram {
+        poll_fn(|cx| self.recv.stack.poll_udp_recv(cx)).await
+    }
+
+    /// Tells the sender of a datagram that its destination is unreachable (see
+    /// [`UdpSendHalf::send_unreachable`]).
+    ///
+    /// # Errors
+    /// As there.
+    pub fn send_unreachable(&self, about: &ErrorQuote, kind: Unreachable) -> Result<(), Error> {
+        self.send.send_unreachable(about, kind)
     }
 
     /// Splits into a receive half and a cloneable send half.
@@ -210,6 +226,21 @@ impl<P: StackPtr> UdpSendHalf<P> {
     }
 }
 
+impl<P: StackPtr> UdpSendHalf<P> {
+    /// Sends the sender of the datagram `about` quotes an ICMP or ICMPv6 destination
+    /// unreachable of `kind`, from the datagram's destination: a relay whose upstream socket
+    /// got "port unreachable" passes it on, and the client's connected socket then reports
+    /// `ECONNREFUSED` as it would from the real destination. Rate-limited
+    /// (`icmp_errors_per_second`) and never about multicast or broadcast datagrams.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] for a datagram no error may be sent about, [`Error::RateLimited`]
+    /// beyond the rate, [`Error::QueueFull`] if the egress queue is full (all counted).
+    pub fn send_unreachable(&self, about: &ErrorQuote, kind: Unreachable) -> Result<(), Error> {
+        self.stack.send_unreachable(about, kind)
+    }
+}
+
 impl<P: StackPtr + Unpin> Sink<Datagram> for UdpSendHalf<P> {
     type Error = Error;
 
@@ -277,5 +308,15 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         payload: &[u8],
     ) -> Poll<Result<(), Error>> {
         self.with(|inner, wake| inner.poll_send_udp(cx, src, dst, payload, wake))
+    }
+
+    /// Sends a destination unreachable of `kind` about the packet `about` quotes (see
+    /// [`UdpSendHalf::send_unreachable`]).
+    ///
+    /// # Errors
+    /// As there.
+    pub fn send_unreachable(&self, about: &ErrorQuote, kind: Unreachable) -> Result<(), Error> {
+        let now = self.clock().now();
+        self.with(|inner, wake| inner.send_unreachable(about.as_bytes(), kind, now, wake))
     }
 }

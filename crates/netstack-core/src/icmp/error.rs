@@ -1,0 +1,310 @@
+//! ICMP and ICMPv6 errors the stack sends about packets it received: destination unreachable
+//! (network, host, port, administratively prohibited), so that a refused connection or a
+//! datagram to a closed port fails on the client as it would against a real host.
+//!
+//! Following RFC 1812 4.3.2.7 and RFC 4443 2.4, no error is sent about an ICMP error, a
+//! packet to a multicast or broadcast address, a packet from an address that does not name a
+//! single host, or a fragment other than the first; errors are rate-limited (a token bucket,
+//! [`Config::icmp_errors_per_second`](crate::Config::icmp_errors_per_second)); and the error
+//! quotes as much of the offending packet as fits in 576 bytes (IPv4) or 1280 bytes (IPv6).
+
+use alloc::vec::Vec;
+
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
+    Ipv6Packet,
+};
+
+use crate::error::Error;
+use crate::state::Inner;
+use crate::waker::WakeBatch;
+
+/// Why a destination is unreachable: what a client's socket then reports.
+///
+/// | kind | ICMPv4 (type 3) | ICMPv6 (type 1) | Linux client, TCP `connect()` |
+/// |---|---|---|---|
+/// | `Network` | code 0 | code 0, no route | `ENETUNREACH` |
+/// | `Host` | code 1 | code 3, address unreachable | `EHOSTUNREACH` |
+/// | `Port` | code 3 | code 4, port unreachable | `ECONNREFUSED` |
+/// | `AdminProhibited` | code 13 | code 1 | `EHOSTUNREACH` (v4), `EACCES` (v6) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// No route to the destination network.
+    Network,
+    /// The destination host does not answer.
+    Host,
+    /// Nothing listens on the destination port.
+    Port,
+    /// A filter refuses the traffic.
+    AdminProhibited,
+}
+
+impl Unreachable {
+    fn icmpv4_code(self) -> u8 {
+        match self {
+            Unreachable::Network => 0,
+            Unreachable::Host => 1,
+            Unreachable::Port => 3,
+            Unreachable::AdminProhibited => 13,
+        }
+    }
+
+    fn icmpv6_code(self) -> u8 {
+        match self {
+            Unreachable::Network => 0,
+            Unreachable::AdminProhibited => 1,
+            Unreachable::Host => 3,
+            Unreachable::Port => 4,
+        }
+    }
+}
+
+/// The start of a received packet, kept to quote in an ICMP error about it later (for
+/// example by a relay that learns only afterwards that the packet's destination refused it).
+/// Holds at most the bytes an error may quote (548 for IPv4, 1232 for IPv6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorQuote {
+    bytes: Vec<u8>,
+}
+
+/// Bytes of the offending packet an ICMPv4 error carries: 576 minus its IP and ICMP headers.
+const QUOTE_V4: usize = 576 - 20 - 8;
+/// The same for ICMPv6: the IPv6 minimum MTU minus its headers.
+const QUOTE_V6: usize = 1280 - 40 - 8;
+
+impl ErrorQuote {
+    /// The quote of `packet` (a whole IP packet as the stack received it).
+    pub(crate) fn of(packet: &[u8]) -> Self {
+        let max = match packet.first().map(|b| b >> 4) {
+            Some(6) => QUOTE_V6,
+            _ => QUOTE_V4,
+        };
+        ErrorQuote {
+            bytes: packet[..packet.len().min(max)].to_vec(),
+        }
+    }
+
+    /// The quoted bytes, from the IP header on.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A token bucket: at most `rate` errors per second on average, `rate` at once.
+#[derive(Debug)]
+pub(crate) struct ErrorLimit {
+    rate: u32,
+    tokens: u32,
+    refilled: Instant,
+}
+
+impl ErrorLimit {
+    pub(crate) fn new(rate: u32) -> Self {
+        ErrorLimit {
+            rate,
+            tokens: rate,
+            refilled: Instant::ZERO,
+        }
+    }
+
+    /// Takes a token if one is left at `now`.
+    fn take(&mut self, now: Instant) -> bool {
+        if self.rate == 0 {
+            return false;
+        }
+        let per_token =
+            Duration::from_micros(1_000_000 / u64::from(self.rate)).max(Duration::from_micros(1));
+        if now > self.refilled {
+            let earned = (now - self.refilled).total_micros() / per_token.total_micros();
+            if earned > 0 {
+                self.tokens = self
+                    .tokens
+                    .saturating_add(u32::try_from(earned).unwrap_or(u32::MAX))
+                    .min(self.rate);
+                self.refilled += per_token * earned as u32;
+            }
+        } else {
+            self.refilled = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// The addresses of `packet` if an error may be sent about it (RFC 1812 4.3.2.7, RFC 4443
+/// 2.4(e)); `None` otherwise.
+fn may_answer(packet: &[u8]) -> Option<(IpAddress, IpAddress)> {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = Ipv4Packet::new_checked(packet).ok()?;
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            let single_host =
+                |a: Ipv4Address| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast());
+            if !single_host(src) || !single_host(dst) || ip.frag_offset() != 0 {
+                return None;
+            }
+            if ip.next_header() == IpProtocol::Icmp {
+                let icmp = Icmpv4Packet::new_checked(ip.payload()).ok()?;
+                // Only echo requests and replies are not errors among what a peer sends.
+                if !matches!(u8::from(icmp.msg_type()), 0 | 8) {
+                    return None;
+                }
+            }
+            Some((src.into(), dst.into()))
+        }
+        Some(6) => {
+            let ip = Ipv6Packet::new_checked(packet).ok()?;
+            let (src, dst) = (ip.src_addr(), ip.dst_addr());
+            let single_host = |a: Ipv6Address| !(a.is_unspecified() || a.is_multicast());
+            if !single_host(src) || !single_host(dst) {
+                return None;
+            }
+            if ip.next_header() == IpProtocol::Icmpv6 {
+                let icmp = Icmpv6Packet::new_checked(ip.payload()).ok()?;
+                // Types below 128 are errors.
+                if u8::from(icmp.msg_type()) < 128 {
+                    return None;
+                }
+            }
+            Some((src.into(), dst.into()))
+        }
+        _ => None,
+    }
+}
+
+impl Inner {
+    /// Sends a destination-unreachable error of `kind` about `offending` (a packet the stack
+    /// received, from its IP header on), from the packet's destination to its source.
+    ///
+    /// # Errors
+    /// [`Error::NotAllowed`] if no error may be sent about that packet (RFC 1812 / 4443),
+    /// [`Error::RateLimited`] beyond `icmp_errors_per_second`, [`Error::QueueFull`] if the
+    /// egress queue is full; each is counted.
+    pub(crate) fn send_unreachable(
+        &mut self,
+        offending: &[u8],
+        kind: Unreachable,
+        now: Instant,
+        wake: &mut WakeBatch,
+    ) -> Result<(), Error> {
+        let Some((src, dst)) = may_answer(offending) else {
+            self.counters.icmp.errors_not_allowed += 1;
+            return Err(Error::NotAllowed);
+        };
+        if !self.icmp_errors.take(now) {
+            self.counters.drops.icmp_rate_limited += 1;
+            return Err(Error::RateLimited);
+        }
+        let (protocol, max_quote) = match dst {
+            IpAddress::Ipv4(_) => (IpProtocol::Icmp, QUOTE_V4.min(self.config.mtu - 28)),
+            IpAddress::Ipv6(_) => (IpProtocol::Icmpv6, QUOTE_V6.min(self.config.mtu - 48)),
+        };
+        let quote = &offending[..offending.len().min(max_quote)];
+        if !self.egress_has_room_for(1) {
+            self.counters.drops.egress_full += 1;
+            return Err(Error::QueueFull);
+        }
+        // From the unreachable destination back to the sender.
+        let (from, to) = (dst, src);
+        self.ip_out.emit(
+            &mut self.device.egress,
+            from,
+            to,
+            protocol,
+            8 + quote.len(),
+            |buf| {
+                buf[..4].fill(0);
+                buf[4..8].fill(0); // unused
+                buf[8..].copy_from_slice(quote);
+                match (from, to) {
+                    (IpAddress::Ipv4(_), _) => {
+                        buf[0] = 3;
+                        buf[1] = kind.icmpv4_code();
+                        Icmpv4Packet::new_unchecked(buf).fill_checksum();
+                    }
+                    (IpAddress::Ipv6(f), IpAddress::Ipv6(t)) => {
+                        buf[0] = 1;
+                        buf[1] = kind.icmpv6_code();
+                        Icmpv6Packet::new_unchecked(buf).fill_checksum(&f, &t);
+                    }
+                    // `may_answer` took both addresses from one IPv6 header.
+                    (IpAddress::Ipv6(_), IpAddress::Ipv4(_)) => {}
+                }
+            },
+        )?;
+        self.counters.icmp.errors_sent += 1;
+        self.egress_waiters.take_all(wake);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_its_rate_and_refills_with_time() {
+        let mut limit = ErrorLimit::new(10);
+        let t0 = Instant::from_secs(1);
+        assert_eq!((0..20).filter(|_| limit.take(t0)).count(), 10);
+        assert!(!limit.take(t0 + Duration::from_millis(50)));
+        assert!(limit.take(t0 + Duration::from_millis(100)));
+        assert_eq!(
+            (0..20)
+                .filter(|_| limit.take(t0 + Duration::from_secs(10)))
+                .count(),
+            10,
+            "never more than one second's worth at once"
+        );
+        assert!(!ErrorLimit::new(0).take(t0), "a rate of 0 sends none");
+    }
+
+    #[test]
+    fn no_error_about_errors_multicast_or_later_fragments() {
+        // IPv4 UDP from 198.18.0.1 to 198.19.0.10.
+        let mut udp = [0u8; 28];
+        let mut ip = Ipv4Packet::new_unchecked(&mut udp[..]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_total_len(28);
+        ip.set_next_header(IpProtocol::Udp);
+        ip.set_src_addr(Ipv4Address::new(198, 18, 0, 1));
+        ip.set_dst_addr(Ipv4Address::new(198, 19, 0, 10));
+        ip.set_hop_limit(64);
+        ip.fill_checksum();
+        assert!(may_answer(&udp).is_some());
+        let mut multicast = udp;
+        Ipv4Packet::new_unchecked(&mut multicast[..]).set_dst_addr(Ipv4Address::new(224, 0, 0, 9));
+        assert!(may_answer(&multicast).is_none());
+        let mut broadcast = udp;
+        Ipv4Packet::new_unchecked(&mut broadcast[..]).set_dst_addr(Ipv4Address::BROADCAST);
+        assert!(may_answer(&broadcast).is_none());
+        let mut later = udp;
+        Ipv4Packet::new_unchecked(&mut later[..]).set_frag_offset(1480);
+        assert!(may_answer(&later).is_none());
+        let mut icmp_error = udp;
+        let mut p = Ipv4Packet::new_unchecked(&mut icmp_error[..]);
+        p.set_next_header(IpProtocol::Icmp);
+        p.payload_mut()[0] = 3; // destination unreachable
+        assert!(may_answer(&icmp_error).is_none());
+        let mut echo = udp;
+        let mut p = Ipv4Packet::new_unchecked(&mut echo[..]);
+        p.set_next_header(IpProtocol::Icmp);
+        p.payload_mut()[0] = 8; // echo request
+        assert!(may_answer(&echo).is_some());
+    }
+
+    #[test]
+    fn a_quote_keeps_at_most_what_an_error_carries() {
+        let mut v4 = alloc::vec![0x45u8; 2000];
+        assert_eq!(ErrorQuote::of(&v4).as_bytes().len(), QUOTE_V4);
+        v4.truncate(100);
+        assert_eq!(ErrorQuote::of(&v4).as_bytes().len(), 100);
+        let v6 = alloc::vec![0x60u8; 2000];
+        assert_eq!(ErrorQuote::of(&v6).as_bytes().len(), QUOTE_V6);
+    }
+}
