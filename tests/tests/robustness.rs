@@ -634,13 +634,18 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
         .await;
         let (peak, half, conns) = sampler.finish().await;
         let t = &s.tcp;
-        // Every spoofed SYN is accounted for: refused, or admitted and expired.
+        // Every spoofed SYN is accounted for: answered with a SYN cookie (the backlog was
+        // full), refused, or admitted and expired.
         assert_eq!(
-            t.refused_syn_backlog + t.refused_connection_limit + t.syn_expired,
+            t.syn_cookies_sent + t.refused_syn_backlog + t.refused_connection_limit + t.syn_expired,
             u64::from(SYNS),
             "{s}"
         );
-        assert!(t.refused_syn_backlog > 0, "the backlog limit was hit: {s}");
+        assert!(t.syn_cookies_sent > 0, "the backlog limit was hit: {s}");
+        assert_eq!(
+            t.syn_cookies_accepted, 0,
+            "no spoofed source completed a cookie: {s}"
+        );
         assert_eq!(t.accepted, 1, "no spoofed SYN reached the application: {s}");
         assert_eq!(t.syn_received, 0, "{s}");
         assert!(

@@ -467,6 +467,8 @@ fn buffer_budget_refuses_syns_beyond_it_with_rst() {
     });
 }
 
+/// With SYN cookies off, SYNs beyond the backlog are refused with RST (with cookies on,
+/// the default, they get cookies: `handshake.rs`).
 #[test]
 fn syn_backlog_is_bounded_and_expires() {
     run_in_netns(net(1500), 2, |tun| async move {
@@ -475,6 +477,7 @@ fn syn_backlog_is_bounded_and_expires() {
             StackBuilder::new(
                 netstack_tokio::Config::default()
                     .syn_backlog(2)
+                    .syn_cookies(false)
                     .syn_timeout(netstack_tokio::Duration::from_secs(1)),
             ),
         );

@@ -38,6 +38,8 @@ pub(crate) struct TcpHeader {
     pub(crate) fin: bool,
     /// Payload bytes.
     pub(crate) payload_len: usize,
+    /// The window field (unscaled).
+    pub(crate) window: u16,
     /// Options, parsed only on SYN segments and on the ACKs a SYN cookie may validate.
     pub(crate) options: SynOptions,
 }
@@ -232,6 +234,7 @@ fn classify_tcp(src: IpAddress, dst: IpAddress, segment: &[u8], verify: bool) ->
             rst: tcp.rst(),
             fin: tcp.fin(),
             payload_len: tcp.payload().len(),
+            window: tcp.window_len(),
             options,
         },
     }

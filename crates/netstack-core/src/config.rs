@@ -56,6 +56,12 @@ pub struct Config {
     /// completing the handshake first. A pending request holds its SYN (no socket buffers yet)
     /// and counts against `syn_backlog`. Default `false`.
     pub connection_requests: bool,
+    /// Answer SYNs with SYN cookies (RFC 4987 3.6) when `syn_backlog` is full, instead of
+    /// RST: new clients keep connecting during a SYN flood. A cookie connection is created
+    /// established, when the client's ACK returns a valid cookie, so it cannot be refused at
+    /// SYN time (with `connection_requests` it arrives as an established stream). It keeps the
+    /// client's window scaling, SACK and an MSS rounded down to a table value. Default `true`.
+    pub syn_cookies: bool,
     /// Maximum number of established connections waiting for `accept`. Connections that complete
     /// the handshake when it is full are reset. Default 256.
     pub accept_queue: usize,
@@ -121,6 +127,7 @@ impl Default for Config {
             syn_backlog: 256,
             syn_timeout: Duration::from_secs(5),
             connection_requests: false,
+            syn_cookies: true,
             accept_queue: 256,
             ingress_queue: 256,
             egress_queue: 256,
@@ -183,6 +190,8 @@ setter! {
     syn_timeout: Duration,
     /// Sets [`Config::connection_requests`].
     connection_requests: bool,
+    /// Sets [`Config::syn_cookies`].
+    syn_cookies: bool,
     /// Sets [`Config::accept_queue`].
     accept_queue: usize,
     /// Sets [`Config::ingress_queue`].

@@ -73,6 +73,30 @@ impl IpBuilder {
         l4_len: usize,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), Error> {
+        let packet = self.build(src, dst, protocol, l4_len, fill)?;
+        if packet.len() <= self.mtu {
+            out.push_back(packet);
+        } else if matches!(src, IpAddress::Ipv4(_)) {
+            self.fragment_v4(out, &packet);
+        } else {
+            self.fragment_v6(out, &packet);
+        }
+        Ok(())
+    }
+
+    /// Builds one whole IP packet (never fragmented) carrying a transport message of
+    /// `l4_len` bytes that `fill` writes.
+    ///
+    /// # Errors
+    /// As [`Self::emit`].
+    pub(crate) fn build(
+        &self,
+        src: IpAddress,
+        dst: IpAddress,
+        protocol: IpProtocol,
+        l4_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Packet, Error> {
         match (src, dst) {
             (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => {
                 if IPV4_HEADER + l4_len > 65535 {
@@ -89,12 +113,7 @@ impl IpBuilder {
                 let mut ip = Ipv4Packet::new_unchecked(&mut packet[..]);
                 repr.emit(&mut ip, &ChecksumCapabilities::default());
                 fill(ip.payload_mut());
-                if packet.len() <= self.mtu {
-                    out.push_back(packet);
-                } else {
-                    self.fragment_v4(out, &packet);
-                }
-                Ok(())
+                Ok(packet)
             }
             (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => {
                 if l4_len > 65535 {
@@ -111,12 +130,7 @@ impl IpBuilder {
                 let mut ip = Ipv6Packet::new_unchecked(&mut packet[..]);
                 repr.emit(&mut ip);
                 fill(ip.payload_mut());
-                if packet.len() <= self.mtu {
-                    out.push_back(packet);
-                } else {
-                    self.fragment_v6(out, &packet);
-                }
-                Ok(())
+                Ok(packet)
             }
             _ => Err(Error::AddressFamily),
         }

@@ -76,9 +76,9 @@ pub use filter::{FilterAction, FilterHook, FilterRule, FlowInfo, IpFilter, Proto
 #[cfg(feature = "std")]
 pub use flavor::SendFlavor;
 pub use flavor::{Flavor, LocalFlavor};
-pub use icmp::error::{ErrorQuote, Unreachable};
 pub use icmp::message::{IcmpEchoMode, IcmpKind, IcmpMessage};
 pub use icmp::socket::IcmpSocket;
+pub use icmp::unreachable::{ErrorQuote, Unreachable};
 pub use packet::Packet;
 pub use pass::RunnerStatus;
 pub use port::{PacketPort, PacketSink, PacketStream};

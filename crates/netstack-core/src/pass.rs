@@ -128,10 +128,28 @@ impl Inner {
                     let _ = self.refuse(tuple, &header, &packet, refusal, now, wake);
                     return;
                 }
+                SynOutcome::Cookie => {
+                    let _ = self.send_cookie(tuple, &header, now, wake); // drops are counted
+                    return;
+                }
                 // No socket listens: smoltcp answers with RST.
                 SynOutcome::Refused => {}
             }
         }
+        let packet = if !header.syn
+            && !header.rst
+            && header.ack.is_some()
+            && self.cookies.active(now)
+            && !self.shards[i].tcp.knows(&tuple)
+        {
+            // An ACK for no connection while cookies are out: perhaps one comes back.
+            match self.try_cookie(i, tuple, &header, packet, now) {
+                Some(packet) => packet,
+                None => return,
+            }
+        } else {
+            packet
+        };
         self.feed(i, packet, now);
         let shard = &mut self.shards[i];
         if let Some(id) = created {

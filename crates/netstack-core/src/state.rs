@@ -9,7 +9,7 @@ use smoltcp::time::Instant;
 use crate::classify::TcpSegment;
 use crate::config::Config;
 use crate::device::QueueDevice;
-use crate::icmp::error::ErrorLimit;
+use crate::icmp::limit::ErrorLimit;
 use crate::icmp::queue::IcmpQueue;
 use crate::ip_builder::IpBuilder;
 use crate::packet::Packet;
@@ -18,6 +18,7 @@ use crate::shard::Shard;
 use crate::stats::DropReason;
 use crate::stats::{DropStats, IcmpStats, IpStats, Stats, TcpStats, UdpStats};
 use crate::tcp::accept_queue::AcceptQueue;
+use crate::tcp::cookie::CookieJar;
 use crate::tcp::pending::RequestQueue;
 use crate::udp::queue::UdpQueue;
 use crate::waker::{WakeBatch, WakerList, WakerSlot};
@@ -47,6 +48,8 @@ pub(crate) struct Inner {
     pub(crate) requests: RequestQueue,
     /// The ICMP error rate limit.
     pub(crate) icmp_errors: ErrorLimit,
+    /// SYN cookie keys and use.
+    pub(crate) cookies: CookieJar,
     /// The smoltcp device: the egress queue, and the packet smoltcp is processing.
     pub(crate) device: QueueDevice,
     /// Classified TCP segments waiting for the runner (bounded by `ingress_queue`).
@@ -85,6 +88,7 @@ impl Inner {
             accept: AcceptQueue::new(config.accept_queue),
             requests: RequestQueue::default(),
             icmp_errors: ErrorLimit::new(config.icmp_errors_per_second),
+            cookies: CookieJar::new(config.seed()),
             device,
             tcp_ingress: VecDeque::with_capacity(config.ingress_queue),
             ingress_waiters: WakerList::default(),

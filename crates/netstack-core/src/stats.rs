@@ -102,8 +102,14 @@ pub struct TcpStats {
     /// SYNs refused with RST because the connections' buffers would exceed
     /// `tcp_buffer_budget`.
     pub refused_memory_budget: u64,
-    /// SYNs refused with RST because the SYN backlog was full.
+    /// SYNs refused with RST because the SYN backlog was full (with `syn_cookies` off).
     pub refused_syn_backlog: u64,
+    /// SYNs answered with a SYN cookie because the SYN backlog was full.
+    pub syn_cookies_sent: u64,
+    /// Connections created from an ACK with a valid SYN cookie.
+    pub syn_cookies_accepted: u64,
+    /// ACKs for no connection checked as SYN cookies while cookies were in use, and invalid.
+    pub syn_cookies_invalid: u64,
     /// Completed handshakes reset because the accept queue was full.
     pub refused_accept_queue: u64,
     /// Half-open connections dropped after `syn_timeout`.
@@ -130,6 +136,9 @@ impl TcpStats {
         self.refused_by_application += other.refused_by_application;
         self.refused_connection_limit += other.refused_connection_limit;
         self.refused_syn_backlog += other.refused_syn_backlog;
+        self.syn_cookies_sent += other.syn_cookies_sent;
+        self.syn_cookies_accepted += other.syn_cookies_accepted;
+        self.syn_cookies_invalid += other.syn_cookies_invalid;
         self.refused_memory_budget += other.refused_memory_budget;
         self.refused_accept_queue += other.refused_accept_queue;
         self.syn_expired += other.syn_expired;
@@ -227,8 +236,8 @@ impl fmt::Display for Stats {
         writeln!(
             f,
             "tcp: accepted {}, requests {} (refused by the application {}), refused (limit {}, \
-             memory budget {}, backlog {}, accept queue {}), syn expired {}, duplicate syns {}, \
-             close expired {}",
+             memory budget {}, backlog {}, accept queue {}), syn cookies (sent {}, accepted {}, \
+             invalid {}), syn expired {}, duplicate syns {}, close expired {}",
             t.accepted,
             t.requests,
             t.refused_by_application,
@@ -236,6 +245,9 @@ impl fmt::Display for Stats {
             t.refused_memory_budget,
             t.refused_syn_backlog,
             t.refused_accept_queue,
+            t.syn_cookies_sent,
+            t.syn_cookies_accepted,
+            t.syn_cookies_invalid,
             t.syn_expired,
             t.duplicate_syns,
             t.close_expired

@@ -8,132 +8,16 @@
 //! [`Config::icmp_errors_per_second`](crate::Config::icmp_errors_per_second)); and the error
 //! quotes as much of the offending packet as fits in 576 bytes (IPv4) or 1280 bytes (IPv6).
 
-use alloc::vec::Vec;
-
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 use smoltcp::wire::{
     Icmpv4Packet, Icmpv6Packet, IpAddress, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
     Ipv6Packet,
 };
 
 use crate::error::Error;
+use crate::icmp::unreachable::{Unreachable, QUOTE_V4, QUOTE_V6};
 use crate::state::Inner;
 use crate::waker::WakeBatch;
-
-/// Why a destination is unreachable: what a client's socket then reports.
-///
-/// | kind | ICMPv4 (type 3) | ICMPv6 (type 1) | Linux client, TCP `connect()` |
-/// |---|---|---|---|
-/// | `Network` | code 0 | code 0, no route | `ENETUNREACH` |
-/// | `Host` | code 1 | code 3, address unreachable | `EHOSTUNREACH` |
-/// | `Port` | code 3 | code 4, port unreachable | `ECONNREFUSED` |
-/// | `AdminProhibited` | code 13 | code 1 | `EHOSTUNREACH` (v4), `EACCES` (v6) |
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unreachable {
-    /// No route to the destination network.
-    Network,
-    /// The destination host does not answer.
-    Host,
-    /// Nothing listens on the destination port.
-    Port,
-    /// A filter refuses the traffic.
-    AdminProhibited,
-}
-
-impl Unreachable {
-    fn icmpv4_code(self) -> u8 {
-        match self {
-            Unreachable::Network => 0,
-            Unreachable::Host => 1,
-            Unreachable::Port => 3,
-            Unreachable::AdminProhibited => 13,
-        }
-    }
-
-    fn icmpv6_code(self) -> u8 {
-        match self {
-            Unreachable::Network => 0,
-            Unreachable::AdminProhibited => 1,
-            Unreachable::Host => 3,
-            Unreachable::Port => 4,
-        }
-    }
-}
-
-/// The start of a received packet, kept to quote in an ICMP error about it later (for
-/// example by a relay that learns only afterwards that the packet's destination refused it).
-/// Holds at most the bytes an error may quote (548 for IPv4, 1232 for IPv6).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorQuote {
-    bytes: Vec<u8>,
-}
-
-/// Bytes of the offending packet an ICMPv4 error carries: 576 minus its IP and ICMP headers.
-const QUOTE_V4: usize = 576 - 20 - 8;
-/// The same for ICMPv6: the IPv6 minimum MTU minus its headers.
-const QUOTE_V6: usize = 1280 - 40 - 8;
-
-impl ErrorQuote {
-    /// The quote of `packet` (a whole IP packet as the stack received it).
-    pub(crate) fn of(packet: &[u8]) -> Self {
-        let max = match packet.first().map(|b| b >> 4) {
-            Some(6) => QUOTE_V6,
-            _ => QUOTE_V4,
-        };
-        ErrorQuote {
-            bytes: packet[..packet.len().min(max)].to_vec(),
-        }
-    }
-
-    /// The quoted bytes, from the IP header on.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-/// A token bucket: at most `rate` errors per second on average, `rate` at once.
-#[derive(Debug)]
-pub(crate) struct ErrorLimit {
-    rate: u32,
-    tokens: u32,
-    refilled: Instant,
-}
-
-impl ErrorLimit {
-    pub(crate) fn new(rate: u32) -> Self {
-        ErrorLimit {
-            rate,
-            tokens: rate,
-            refilled: Instant::ZERO,
-        }
-    }
-
-    /// Takes a token if one is left at `now`.
-    fn take(&mut self, now: Instant) -> bool {
-        if self.rate == 0 {
-            return false;
-        }
-        let per_token =
-            Duration::from_micros(1_000_000 / u64::from(self.rate)).max(Duration::from_micros(1));
-        if now > self.refilled {
-            let earned = (now - self.refilled).total_micros() / per_token.total_micros();
-            if earned > 0 {
-                self.tokens = self
-                    .tokens
-                    .saturating_add(u32::try_from(earned).unwrap_or(u32::MAX))
-                    .min(self.rate);
-                self.refilled += per_token * earned as u32;
-            }
-        } else {
-            self.refilled = now;
-        }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
-    }
-}
 
 /// The addresses of `packet` if an error may be sent about it (RFC 1812 4.3.2.7, RFC 4443
 /// 2.4(e)); `None` otherwise.
@@ -247,23 +131,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bucket_allows_its_rate_and_refills_with_time() {
-        let mut limit = ErrorLimit::new(10);
-        let t0 = Instant::from_secs(1);
-        assert_eq!((0..20).filter(|_| limit.take(t0)).count(), 10);
-        assert!(!limit.take(t0 + Duration::from_millis(50)));
-        assert!(limit.take(t0 + Duration::from_millis(100)));
-        assert_eq!(
-            (0..20)
-                .filter(|_| limit.take(t0 + Duration::from_secs(10)))
-                .count(),
-            10,
-            "never more than one second's worth at once"
-        );
-        assert!(!ErrorLimit::new(0).take(t0), "a rate of 0 sends none");
-    }
-
-    #[test]
     fn no_error_about_errors_multicast_or_later_fragments() {
         // IPv4 UDP from 198.18.0.1 to 198.19.0.10.
         let mut udp = [0u8; 28];
@@ -296,15 +163,5 @@ mod tests {
         p.set_next_header(IpProtocol::Icmp);
         p.payload_mut()[0] = 8; // echo request
         assert!(may_answer(&echo).is_some());
-    }
-
-    #[test]
-    fn a_quote_keeps_at_most_what_an_error_carries() {
-        let mut v4 = alloc::vec![0x45u8; 2000];
-        assert_eq!(ErrorQuote::of(&v4).as_bytes().len(), QUOTE_V4);
-        v4.truncate(100);
-        assert_eq!(ErrorQuote::of(&v4).as_bytes().len(), 100);
-        let v6 = alloc::vec![0x60u8; 2000];
-        assert_eq!(ErrorQuote::of(&v6).as_bytes().len(), QUOTE_V6);
     }
 }

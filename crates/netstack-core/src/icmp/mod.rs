@@ -2,6 +2,8 @@
 //! application's socket for them, and the destination-unreachable errors the stack sends.
 
 pub(crate) mod error;
+pub(crate) mod limit;
 pub(crate) mod message;
 pub(crate) mod queue;
 pub(crate) mod socket;
+pub(crate) mod unreachable;

@@ -8,8 +8,8 @@
 //!             └─ syn_timeout / RST ─▶ gone                  accept queue full ─▶ RST ─▶ gone
 //! ```
 //!
-//! With connection requests, a SYN first waits without a socket as a pending request (see
-//! [`pending`](crate::tcp::pending)); accepting it creates the socket in `SynReceived`, and the
+//! With connection requests, a SYN first waits without a socket as a pending request (module
+//! `tcp::pending`); accepting it creates the socket in `SynReceived`, and the
 //! task that accepted it takes the stream when the handshake completes (no accept queue).
 
 use smoltcp::iface::SocketHandle;
@@ -55,9 +55,8 @@ pub(crate) struct Conn {
     /// The task waiting to write (one: only the stream or its write half writes).
     pub(crate) write: WakerSlot,
     pub(crate) aborted: bool,
-    /// An accepted connection request: a task awaits the handshake (see
-    /// [`TcpTable::poll_handshake`](crate::tcp::table::TcpTable::poll_handshake)), so it does
-    /// not go to the accept queue.
+    /// An accepted connection request: a task awaits the handshake (`TcpTable::poll_handshake`),
+    /// so it does not go to the accept queue.
     pub(crate) awaited: bool,
 }
 

@@ -3,10 +3,12 @@
 
 pub(crate) mod accept_queue;
 pub(crate) mod connection;
+pub(crate) mod cookie;
 pub(crate) mod listener;
 pub(crate) mod pending;
 pub(crate) mod request;
 pub(crate) mod reset;
 pub(crate) mod stream;
+pub(crate) mod syncookies;
 pub(crate) mod table;
 pub(crate) mod tuple;

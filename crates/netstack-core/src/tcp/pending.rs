@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 use smoltcp::time::Instant;
 
 use crate::classify::{SynOptions, TcpHeader};
-use crate::icmp::error::Unreachable;
+use crate::icmp::unreachable::Unreachable;
 use crate::packet::Packet;
 use crate::tcp::connection::ConnId;
 use crate::tcp::tuple::FourTuple;

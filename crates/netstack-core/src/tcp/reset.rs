@@ -91,6 +91,7 @@ mod tests {
             rst: false,
             fin: false,
             payload_len: 0,
+            window: 1024,
             options: SynOptions::default(),
         };
         let rst = rst_for(tuple(), &header);
@@ -109,6 +110,7 @@ mod tests {
             rst: false,
             fin: false,
             payload_len: 10,
+            window: 1024,
             options: SynOptions::default(),
         };
         let rst = rst_for(tuple(), &header);

@@ -21,6 +21,7 @@ use core::task::{Context, Poll};
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp::{self, RecvError, State};
 use smoltcp::time::Instant;
+use smoltcp::wire::TcpSeqNumber;
 
 use crate::classify::TcpHeader;
 use crate::config::Config;
@@ -45,18 +46,15 @@ pub(crate) enum SynOutcome {
     PendingRequest,
     /// A retransmitted SYN of a request the application refused: refuse it again.
     Refuse(Refusal),
+    /// The half-open table is full: answer with a SYN cookie, keeping no state.
+    Cookie,
     /// Refused: no socket listens, so smoltcp answers the SYN with RST.
     Refused,
 }
 
-/// Why the SYN of a new connection is refused, if it is: the stack-wide limits. `total` and
-/// `total_syn_received` are the stack-wide counts of connections (requests included) and of
-/// half-open ones.
-fn over_limit(
-    config: &Config,
-    stats: &mut TcpStats,
-    (total, total_syn_received): (usize, usize),
-) -> bool {
+/// Whether one more connection would exceed the stack-wide hard limits (counted in `stats`):
+/// `max_connections` and the buffer budget. `total` counts connections and requests.
+pub(crate) fn over_hard_limit(config: &Config, stats: &mut TcpStats, total: usize) -> bool {
     if total >= config.max_connections {
         stats.refused_connection_limit += 1;
         return true;
@@ -64,10 +62,6 @@ fn over_limit(
     let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
     if (total + 1).saturating_mul(per_connection) > config.tcp_buffer_budget {
         stats.refused_memory_budget += 1;
-        return true;
-    }
-    if total_syn_received >= config.syn_backlog {
-        stats.refused_syn_backlog += 1;
         return true;
     }
     false
@@ -122,8 +116,9 @@ impl TcpTable {
     }
 
     /// Handles a SYN (without ACK) for `tuple` before smoltcp sees it. `totals` are the
-    /// stack-wide counts the limits apply to (see [`over_limit`]); with `requests` the stack
-    /// asks the application before answering a new 4-tuple.
+    /// stack-wide counts of connections and half-open ones the limits apply to; with
+    /// `connection_requests` the stack asks the application before answering a new 4-tuple,
+    /// and with a full backlog it answers with a SYN cookie.
     pub(crate) fn on_syn(
         &mut self,
         tuple: FourTuple,
@@ -155,7 +150,15 @@ impl TcpTable {
                 return SynOutcome::Refuse(refusal);
             }
         }
-        if over_limit(config, &mut self.stats, totals) {
+        let (total, total_syn_received) = totals;
+        if over_hard_limit(config, &mut self.stats, total) {
+            return SynOutcome::Refused;
+        }
+        if total_syn_received >= config.syn_backlog {
+            if config.syn_cookies {
+                return SynOutcome::Cookie;
+            }
+            self.stats.refused_syn_backlog += 1;
             return SynOutcome::Refused;
         }
         if config.connection_requests {
@@ -199,6 +202,28 @@ impl TcpTable {
         };
         self.next_seq += 1;
         id
+    }
+
+    /// Whether a connection or request of `tuple` exists.
+    pub(crate) fn knows(&self, tuple: &FourTuple) -> bool {
+        self.by_tuple.contains_key(tuple)
+    }
+
+    /// Creates the socket of a connection whose SYN was answered with a SYN cookie `isn`
+    /// (the caller then replays the SYN and the ACK into it).
+    pub(crate) fn add_cookie_connection(
+        &mut self,
+        tuple: FourTuple,
+        isn: u32,
+        now: Instant,
+        config: &Config,
+        sockets: &mut SocketSet<'static>,
+    ) -> Option<ConnId> {
+        let id = self.next_id();
+        self.add_socket(id, tuple, now, config, sockets)?;
+        let socket = sockets.get_mut::<tcp::Socket>(self.conns[&id].socket);
+        socket.set_syn_answered(Some(TcpSeqNumber(isn as i32)));
+        Some(id)
     }
 
     /// Makes sure `maintain` runs by `at`.

@@ -16,7 +16,7 @@ use core::task::{Context, Poll};
 
 use smoltcp::wire::IpEndpoint;
 
-use crate::icmp::error::ErrorQuote;
+use crate::icmp::unreachable::ErrorQuote;
 use crate::packet::Packet;
 use crate::waker::{WakeBatch, WakerList};
 

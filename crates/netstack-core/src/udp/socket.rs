@@ -20,7 +20,7 @@ use futures_sink::Sink;
 use smoltcp::wire::IpEndpoint;
 
 use crate::error::Error;
-use crate::icmp::error::{ErrorQuote, Unreachable};
+use crate::icmp::unreachable::{ErrorQuote, Unreachable};
 use crate::ptr::{Handle, StackPtr};
 use crate::stack::Stack;
 use crate::time::Clock;

@@ -568,6 +568,10 @@ pub struct Socket<'a> {
     /// If this is set, we will not send a SYN|ACK until this is unset.
     #[cfg(feature = "socket-tcp-pause-synack")]
     synack_paused: bool,
+
+    /// netstack patch: the next SYN this socket accepts was answered already, statelessly,
+    /// with a SYN-ACK of this sequence number (set by `set_syn_answered`, for SYN cookies).
+    syn_answered: Option<TcpSeqNumber>,
 }
 
 const DEFAULT_MSS: usize = 536;
@@ -647,7 +651,21 @@ impl<'a> Socket<'a> {
 
             #[cfg(feature = "socket-tcp-pause-synack")]
             synack_paused: false,
+            syn_answered: None,
         }
+    }
+
+    /// netstack patch: declare that the next SYN this socket accepts in the LISTEN state
+    /// (once) was answered already, statelessly, by a SYN-ACK with initial sequence number
+    /// `isn` that advertised this socket's receive window, window scale and MSS. The socket
+    /// then takes over as if it had sent that SYN-ACK itself: it uses `isn` instead of a random
+    /// ISN and does not send its own.
+    ///
+    /// A SYN-cookie implementation (RFC 4987 3.6) answers a SYN with a SYN-ACK whose sequence
+    /// number encodes the connection; when a valid ACK comes back it creates a socket, calls
+    /// this with the cookie, and replays the SYN and the ACK into it.
+    pub fn set_syn_answered(&mut self, isn: Option<TcpSeqNumber>) {
+        self.syn_answered = isn;
     }
 
     /// Enable or disable TCP Timestamp.
@@ -1988,14 +2006,29 @@ impl<'a> Socket<'a> {
                     local: IpEndpoint::new(ip_repr.dst_addr(), repr.dst_port),
                     remote: IpEndpoint::new(ip_repr.src_addr(), repr.src_port),
                 });
-                self.local_seq_no = Self::random_seq_no(cx);
                 self.remote_seq_no = repr.seq_number + 1;
-                self.remote_last_seq = self.local_seq_no;
+                // netstack patch: a SYN answered statelessly (a SYN cookie) keeps the ISN of
+                // the SYN-ACK that answered it, and counts that SYN-ACK as sent.
+                match self.syn_answered.take() {
+                    Some(isn) => {
+                        self.local_seq_no = isn;
+                        self.remote_last_seq = isn + 1;
+                        self.remote_last_ack = Some(self.remote_seq_no);
+                    }
+                    None => {
+                        self.local_seq_no = Self::random_seq_no(cx);
+                        self.remote_last_seq = self.local_seq_no;
+                    }
+                }
                 self.remote_has_sack = repr.sack_permitted;
                 self.remote_win_scale = repr.window_scale;
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
                     self.remote_win_shift = 0;
+                }
+                // netstack patch: the stateless SYN-ACK advertised this window.
+                if self.remote_last_ack.is_some() {
+                    self.remote_last_win = self.scaled_window();
                 }
                 // Remote doesn't support timestamping, don't do it.
                 if repr.timestamp.is_none() {
@@ -2045,6 +2078,10 @@ impl<'a> Socket<'a> {
                 // Remote doesn't support window scaling, don't do it.
                 if self.remote_win_scale.is_none() {
                     self.remote_win_shift = 0;
+                }
+                // netstack patch: the stateless SYN-ACK advertised this window.
+                if self.remote_last_ack.is_some() {
+                    self.remote_last_win = self.scaled_window();
                 }
                 // Remote doesn't support timestamping, don't do it.
                 if repr.timestamp.is_none() {
@@ -3595,6 +3632,50 @@ mod test {
         );
         assert_eq!(s.state, State::SynReceived);
         assert_eq!(s.remote_mss, DEFAULT_MSS);
+    }
+
+    // netstack patch: a SYN answered statelessly (a SYN cookie's replay): the socket keeps the
+    // cookie as its ISN, sends no SYN-ACK of its own, and the replayed ACK and its data
+    // complete the handshake.
+    #[test]
+    fn test_listen_syn_answered_statelessly_then_ack_with_data() {
+        let mut s = socket_listen();
+        let isn = TcpSeqNumber(0x1234_5678);
+        s.set_syn_answered(Some(isn));
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::SynReceived);
+        assert_eq!(s.local_seq_no, isn);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(isn + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        // No SYN-ACK is sent (the peer has one); the data is taken and acknowledged.
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: isn + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                ..RECV_TEMPL
+            }]
+        );
+        assert_eq!(s.recv_slice(&mut [0; 3]), Ok(3));
+        // It applies once: the socket's next passive open is its own again.
+        assert_eq!(s.syn_answered, None);
     }
 
     #[test]
