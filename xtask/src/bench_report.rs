@@ -388,6 +388,24 @@ fn num(v: Option<f64>, digits: usize) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// Header and rule of a table with a row per subject and a column per MTU × test (and a
+/// column `extra` after each of those).
+fn matrix_header(mtus: &[u32], tests: &[Direction], extra: Option<&str>) -> String {
+    let mut header = String::from("| path |");
+    let mut rule = String::from("|---|");
+    for &mtu in mtus {
+        for d in tests {
+            let _ = write!(header, " MTU {mtu} {} |", d.label());
+            rule.push_str("---|");
+            if let Some(extra) = extra {
+                let _ = write!(header, " {extra} |");
+                rule.push_str("---|");
+            }
+        }
+    }
+    format!("{header}\n{rule}\n")
+}
+
 /// A note as one table cell.
 fn cell_text(note: &str) -> String {
     note.replace('|', "/").replace('\n', " ")
@@ -403,15 +421,7 @@ fn udp_markdown(md: &mut String, results: &Results, subjects: &[Subject]) {
              and datagram loss; unlimited rate -b 0, and paced: -b {} for every subject)\n",
             results.runs, results.seconds, results.udp_rate
         );
-        let mut header = String::from("| path |");
-        let mut rule = String::from("|---|");
-        for &mtu in &results.mtus {
-            for d in Direction::UDP {
-                let _ = write!(header, " MTU {mtu} {} | loss |", d.label());
-                rule.push_str("---|---|");
-            }
-        }
-        let _ = writeln!(md, "{header}\n{rule}");
+        md.push_str(&matrix_header(&results.mtus, &Direction::UDP, Some("loss")));
         for s in &shown {
             let _ = write!(md, "| {} |", s.name);
             for &mtu in &results.mtus {
@@ -495,15 +505,7 @@ fn tcp_markdown(md: &mut String, results: &Results, subjects: &[Subject]) {
         "## Throughput (Gbit/s, median of {} run(s) of {} s; [min–max] when more than one)\n",
         results.runs, results.seconds
     );
-    let mut header = String::from("| path |");
-    let mut rule = String::from("|---|");
-    for &mtu in &results.mtus {
-        for d in Direction::ALL {
-            let _ = write!(header, " MTU {mtu} {} |", d.label());
-            rule.push_str("---|");
-        }
-    }
-    let _ = writeln!(md, "{header}\n{rule}");
+    md.push_str(&matrix_header(&results.mtus, &Direction::ALL, None));
     for s in present(results, subjects, &Direction::ALL) {
         let _ = write!(md, "| {} |", s.name);
         for &mtu in &results.mtus {
@@ -865,8 +867,9 @@ pub fn svg(results: &Results, subjects: &[Subject]) -> String {
     }
     if !present(results, subjects, &Direction::UDP).is_empty() {
         let title = format!(
-            "UDP through a TUN device, 1,400-byte datagrams at an unlimited rate: delivered \
-             ({spread})"
+            "UDP through a TUN device, 1,400-byte datagrams, unlimited and paced at {}: \
+             delivered ({spread})",
+            results.udp_rate
         );
         bottom = svg_panel(&mut body, results, &legend, &Direction::UDP, &title, bottom);
     }
@@ -888,4 +891,98 @@ pub fn svg(results: &Results, subjects: &[Subject]) -> String {
          font-family=\"sans-serif\" font-size=\"11\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n{body}</svg>\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subjects() -> Vec<Subject> {
+        ["netstack", "kernel-relay"]
+            .into_iter()
+            .map(|key| Subject {
+                key,
+                name: key,
+                kind: SubjectKind::Loopback,
+            })
+            .collect()
+    }
+
+    fn udp_cell(subject: &str, direction: Direction, gbps: f64, loss: f64) -> Cell {
+        let mut c = Cell::new(subject, 1500, direction);
+        c.gbps.push(gbps);
+        c.offered_gbps.push(1.0);
+        c.loss_percent.push(Some(loss));
+        c
+    }
+
+    fn udp_results() -> Results {
+        Results {
+            runs: 1,
+            seconds: 2,
+            mtus: vec![1500],
+            udp_rate: "300M".into(),
+            cells: vec![
+                udp_cell("netstack", Direction::UdpUp, 0.5, 12.5),
+                udp_cell("kernel-relay", Direction::UdpUp, 0.25, 40.0),
+            ],
+            udp_services: vec![UdpServiceResult {
+                subject: "netstack".into(),
+                latency: Some(LatencyStats {
+                    sent: 100,
+                    lost: 1,
+                    p50_us: 40.0,
+                    p99_us: 90.0,
+                    max_us: 400.0,
+                }),
+                dns: Some(DnsStats {
+                    concurrency: 32,
+                    answered: 20_000,
+                    lost: 2,
+                    bad: 0,
+                    seconds: 2.0,
+                }),
+                ..UdpServiceResult::default()
+            }],
+            skipped: vec![("gvisor".into(), "gVisor".into(), "no Go".into())],
+            ..Results::default()
+        }
+    }
+
+    #[test]
+    fn udp_only_results_give_udp_tables_and_no_tcp_table() {
+        let md = markdown(&udp_results(), &subjects());
+        assert!(!md.contains("## Throughput"), "{md}");
+        assert!(
+            md.contains("| netstack | 0.50 | 12.5 % | failed | — |"),
+            "{md}"
+        );
+        assert!(md.contains("| kernel-relay | 0.25 | 40.0 % |"), "{md}");
+        assert!(
+            md.contains("| netstack | 100 | 1 | 40.0 | 90.0 | 400 | 10000 | 32 | 2 / 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("* gVisor: no Go"), "{md}");
+    }
+
+    #[test]
+    fn the_chart_has_a_udp_panel_with_the_loss_in_the_tooltip() {
+        let svg = svg(&udp_results(), &subjects());
+        assert!(svg.contains("paced at 300M"), "{svg}");
+        assert!(!svg.contains("TCP relay throughput"), "{svg}");
+        assert!(svg.contains("netstack: 0.50 Gbit/s, 12.5 % lost"), "{svg}");
+    }
+
+    #[test]
+    fn udp_tests_pass_the_rate_only_when_paced() {
+        assert_eq!(
+            Direction::UdpUp.iperf_args("300M"),
+            ["-u", "-b", "0", "-l", "1400"]
+        );
+        assert_eq!(
+            Direction::UdpDownPaced.iperf_args("300M"),
+            ["-u", "-b", "300M", "-l", "1400", "-R"]
+        );
+        assert!(Direction::ALL.iter().all(|d| !d.is_udp()));
+    }
 }

@@ -304,3 +304,40 @@ fn main() -> std::io::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_query_is_a_standard_a_query() {
+        let q = dns_query(0x1234, "bench.test");
+        assert_eq!(&q[..4], &[0x12, 0x34, 0x01, 0x00]);
+        assert_eq!(&q[4..12], &[0, 1, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&q[12..], b"\x05bench\x04test\x00\x00\x01\x00\x01");
+    }
+
+    #[test]
+    fn only_a_response_with_the_id_no_error_and_an_answer_counts() {
+        let mut r = dns_query(7, "bench.test");
+        assert!(!dns_response_to(&r, 7), "a query is not a response");
+        r[2] |= 0x80;
+        assert!(dns_response_to(&r, 7));
+        assert!(!dns_answers(&r, 7), "no answer record");
+        r[7] = 1;
+        assert!(dns_answers(&r, 7));
+        assert!(!dns_answers(&r, 8), "another id");
+        r[3] |= 3;
+        assert!(!dns_answers(&r, 7), "NXDOMAIN");
+        assert!(!dns_response_to(&r[..11], 7), "truncated header");
+    }
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(quantile(&v, 0.50), Duration::from_micros(50));
+        assert_eq!(quantile(&v, 0.99), Duration::from_micros(99));
+        assert_eq!(quantile(&v, 1.0), Duration::from_micros(100));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+}
