@@ -6,7 +6,8 @@
 #   bench/scripts/profile_udp_upload.sh stat   BINARY [SECONDS] [OUTDIR]
 #   bench/scripts/profile_udp_upload.sh record BINARY [SECONDS] [OUTDIR]
 #
-# RATE=400M in the environment paces the client (iperf3 -b RATE) instead of -b 0.
+# RATE=400M in the environment paces the client (iperf3 -b RATE) instead of -b 0; MTU=65000
+# sets the device's MTU (default 1500).
 #
 # BINARY has tun_forward's command line (--tun NAME --mtu N --redirect IP, prints `ready`):
 # target/release/tun_forward, target/release/fwd_netstack_smoltcp, ...
@@ -26,6 +27,7 @@ mode=${1:?usage: $0 stat|record BINARY [SECONDS] [OUTDIR]}
 binary=$(realpath "${2:?usage: $0 stat|record BINARY [SECONDS] [OUTDIR]}")
 seconds=${3:-5}
 rate=${RATE:-0}
+mtu=${MTU:-1500}
 out=${4:-target/profile/$(basename "$binary")-$mode}
 mkdir -p "$out"
 out=$(realpath "$out")
@@ -49,7 +51,7 @@ in_ns() { ip netns exec "$ns" "$@"; }
 # Started with `ip netns exec` itself (not the in_ns function), so that $! is the program.
 ip netns exec "$ns" iperf3 -s -B 127.0.0.1 -p 5201 >"$out/iperf3-server.log" 2>&1 &
 pids+=($!)
-ip netns exec "$ns" "$binary" --tun tun0 --mtu 1500 --redirect 127.0.0.1 >"$out/forwarder.stdout" \
+ip netns exec "$ns" "$binary" --tun tun0 --mtu "$mtu" --redirect 127.0.0.1 >"$out/forwarder.stdout" \
     2>"$out/forwarder.stderr" &
 forwarder=$!
 pids+=("$forwarder")
@@ -100,6 +102,7 @@ esac
 in_ns iperf3 -c 198.19.0.10 -p 5201 -u -b "$rate" -l 1400 -t "$seconds" -J >"$out/iperf3.json"
 wait "$perf_pid" || true
 cpu_after=$(cpu_seconds)
+grep VmHWM /proc/"$forwarder"/status >"$out/peak-rss.txt"
 awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN { printf "forwarder CPU during the run: %.2f s\n", a - b }' >"$out/cpu.txt"
 
 in_ns cat /proc/net/snmp >"$out/snmp.after"
@@ -139,4 +142,4 @@ for f in link.before link.after; do
 done
 echo "== forwarder counters"
 cat "$out/forwarder.stderr"
-cat "$out/cpu.txt"
+cat "$out/cpu.txt" "$out/peak-rss.txt"

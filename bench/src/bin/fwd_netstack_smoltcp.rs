@@ -44,18 +44,20 @@ async fn main() -> std::io::Result<()> {
 
     let reader = tun.clone();
     let inbound = tokio::spawn(async move {
-        let capacity = reader.mtu() as usize + 64;
+        // One reused read buffer, each packet copied out at its own size (as tun_forward's
+        // device does for small packets): a fresh MTU-sized zeroed buffer per packet would
+        // cost netstack-smoltcp a 64 KiB memset per 40-byte ACK at MTU 65000, and keep 64 KiB
+        // per queued 1,400-byte datagram.
+        let mut scratch = vec![0u8; reader.mtu() as usize + 64];
         loop {
-            let mut buf = vec![0u8; capacity];
-            let n = match reader.recv(&mut buf).await {
+            let n = match reader.recv(&mut scratch).await {
                 Ok(n) => n,
                 Err(e) => {
                     eprintln!("tun read: {e}");
                     return;
                 }
             };
-            buf.truncate(n);
-            if let Err(e) = stack_sink.send(buf).await {
+            if let Err(e) = stack_sink.send(scratch[..n].to_vec()).await {
                 eprintln!("stack refused a packet: {e}");
             }
         }
