@@ -6,7 +6,10 @@
 //! subject terminates TCP and relays (same glue for every subject) to the `iperf3` server on
 //! `127.0.0.1:5201` in the same namespace. References: the same relay on a kernel socket (the
 //! ceiling), a packet copier between two TUN devices in two namespaces (the floor) and kernel
-//! loopback. See `BENCHMARKS.md`.
+//! loopback. The same paths carry UDP (iperf3 `-u`), and UDP request/response tests
+//! (`bench_udp.rs`) measure echo round trips and DNS queries to dnsmasq through each subject.
+//! One subject, a forwarder on gVisor's netstack, is written in Go (`bench_go.rs` builds it).
+//! See `BENCHMARKS.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,12 +20,17 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::bench_env::{
-    cpu_seconds, exec_in_bounded, install_sigint_handler, ip, raise_nofile, run_output, status_kib,
-    Sandbox, INTERRUPTED,
+    apt_install, cpu_seconds, exec_in_bounded, install_sigint_handler, ip, raise_nofile,
+    run_output, status_kib, Sandbox, INTERRUPTED,
 };
 use crate::bench_report::{
     self, Cell, Direction, IdleResult, RateResult, Results, Subject, SubjectKind,
 };
+
+#[path = "bench_go.rs"]
+mod go;
+#[path = "bench_udp.rs"]
+mod udp;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Args)]
@@ -36,8 +44,8 @@ pub struct BenchArgs {
     /// One run of 2 s per cell, shorter rate test, fewer idle connections.
     #[arg(long)]
     quick: bool,
-    /// Only run subjects whose key contains one of these (comma-separated keys: netstack,
-    /// netstack-smoltcp, ipstack, kernel-relay, tun-floor, loopback).
+    /// Only run these subjects (comma-separated keys: netstack, netstack-smoltcp, ipstack,
+    /// gvisor, kernel-relay, tun-floor, loopback).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// MTUs to test.
@@ -54,6 +62,15 @@ pub struct BenchArgs {
     /// threads).
     #[arg(long)]
     no_scaling: bool,
+    /// Skip the TCP throughput cells.
+    #[arg(long)]
+    no_tcp: bool,
+    /// Skip the UDP cells, the UDP latency and the DNS tests.
+    #[arg(long)]
+    no_udp: bool,
+    /// Offered rate (iperf3 `-b`) of the paced UDP cells, the same for every subject.
+    #[arg(long, default_value = "300M")]
+    udp_rate: String,
 }
 
 /// Port of the iperf3 server in every namespace.
@@ -90,6 +107,11 @@ fn subjects(release: &Path) -> Vec<Subject> {
             "fwd_netstack_smoltcp",
         ),
         tun("ipstack", "ipstack 1.0.1", "fwd_ipstack"),
+        tun(
+            "gvisor",
+            "gVisor netstack (tun2socks settings)",
+            go::GVISOR_BINARY,
+        ),
         Subject {
             key: "tun-floor",
             name: "TUN floor (2 TUN legs, no TCP)",
@@ -117,6 +139,19 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
     eprintln!("==> open-file limit: {nofile}");
     install_sigint_handler();
     let release = build()?;
+    let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|o| o == key);
+    let gvisor = if wanted("gvisor") {
+        go::build_gvisor(&release)
+    } else {
+        Err("not selected".into())
+    };
+    let dnsmasq = if args.no_udp {
+        None
+    } else {
+        udp::ensure_dnsmasq()
+            .map_err(|e| eprintln!("==> DNS test skipped: {e}"))
+            .ok()
+    };
     let out_dir = super::target_dir().join("bench");
     let log_dir = out_dir.join("logs");
     // Logs of an earlier run would be confusing next to this one's.
@@ -137,18 +172,36 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
         seconds: args.seconds,
         runs: args.runs,
         mtus: args.mtu.clone(),
+        udp_rate: args.udp_rate.clone(),
         ..Results::default()
     };
     let all = subjects(&release);
-    let selected: Vec<&Subject> = all
-        .iter()
-        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.key))
-        .collect();
+    let mut selected: Vec<&Subject> = all.iter().filter(|s| wanted(s.key)).collect();
+    if let Err(why) = &gvisor {
+        if wanted("gvisor") {
+            eprintln!("==> gVisor subject skipped: {why}");
+            let name = all
+                .iter()
+                .find(|s| s.key == "gvisor")
+                .map_or("", |s| s.name);
+            results
+                .skipped
+                .push(("gvisor".into(), name.into(), why.clone()));
+        }
+        selected.retain(|s| s.key != "gvisor");
+    }
 
+    let mut tests: Vec<Direction> = Vec::new();
+    if !args.no_tcp {
+        tests.extend(Direction::ALL);
+    }
+    if !args.no_udp {
+        tests.extend(Direction::UDP);
+    }
     let mut sandbox = Sandbox::new(&log_dir);
     for subject in &selected {
         for &mtu in &args.mtu {
-            for direction in Direction::ALL {
+            for &direction in &tests {
                 check_interrupted()?;
                 eprintln!(
                     "==> {} | MTU {mtu} | {} | {} x {} s",
@@ -191,6 +244,29 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
                     results.scaling.push((workers, cell));
                 }
             }
+        }
+    }
+
+    if !args.no_udp {
+        let service = udp::ServiceArgs {
+            latency_count: if args.quick { 5_000 } else { 20_000 },
+            dns_seconds: args.seconds as f64,
+            dns_concurrency: 32,
+            dnsmasq: dnsmasq.clone(),
+        };
+        for subject in &selected {
+            if matches!(subject.kind, SubjectKind::Floor(_)) {
+                continue;
+            }
+            check_interrupted()?;
+            eprintln!(
+                "==> {} | UDP echo round trips and DNS queries (MTU 1500)",
+                subject.name
+            );
+            let r = udp::udp_services(&mut sandbox, subject, &release, &service);
+            sandbox.clear();
+            eprintln!("    {r:?}");
+            results.udp_services.push(r);
         }
     }
 
@@ -268,15 +344,8 @@ fn ensure_tools() -> Result<(), String> {
         return Err("`ip` (iproute2) not found".into());
     }
     if run_output("iperf3", &["--version"]).is_err() {
-        eprintln!("==> iperf3 missing: apt-get install -y iperf3");
-        let status = Command::new("apt-get")
-            .args(["install", "-y", "iperf3"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| format!("running apt-get: {e}"))?;
-        if !status.success() {
-            return Err("apt-get install -y iperf3 failed".into());
-        }
+        eprintln!("==> iperf3 missing");
+        apt_install(&["iperf3"])?;
     }
     Ok(())
 }
@@ -313,6 +382,7 @@ fn build() -> Result<PathBuf, String> {
         "kernel_relay",
         "tun_floor",
         "connload",
+        "udpload",
     ] {
         if !release.join(bin).is_file() {
             return Err(format!(
@@ -364,8 +434,37 @@ struct Path2 {
     relay: Option<usize>,
 }
 
-/// Sets up `subject` at `mtu` for an iperf3 test; returns the client's path.
-fn setup(sandbox: &mut Sandbox, subject: &Subject, mtu: u32) -> Result<Path2, String> {
+/// Starts TUN subject `binary` in `ns` (`--tun tun0 --mtu MTU --redirect 127.0.0.1`, then
+/// `extra`), waits for `ready`, gives the kernel side `198.18.0.1/15` and brings `tun0` up;
+/// returns the subject's sandbox index. Every flow to 198.19.x.y:P then reaches 127.0.0.1:P.
+fn start_tun_subject(
+    sandbox: &mut Sandbox,
+    ns: &str,
+    subject: &Subject,
+    binary: &Path,
+    mtu: u32,
+    extra: &[String],
+) -> Result<usize, String> {
+    let mut args: Vec<String> = [
+        "--tun",
+        "tun0",
+        "--mtu",
+        &mtu.to_string(),
+        "--redirect",
+        "127.0.0.1",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend_from_slice(extra);
+    let relay = start_ready(sandbox, ns, subject.key, binary, &args)?;
+    ip(ns, &["addr", "add", "198.18.0.1/15", "dev", "tun0"])?;
+    ip(ns, &["link", "set", "tun0", "up"])?;
+    Ok(relay)
+}
+
+/// Sets up `subject` at `mtu` for an iperf3 test (with the kernel relay relaying UDP too if
+/// `udp`); returns the client's path.
+fn setup(sandbox: &mut Sandbox, subject: &Subject, mtu: u32, udp: bool) -> Result<Path2, String> {
     let ns = sandbox.netns()?;
     let iperf = |sandbox: &mut Sandbox, ns: &str, bind: &str| {
         let args = ["-s", "-B", bind, "-p", &IPERF_PORT.to_string()].map(String::from);
@@ -374,17 +473,7 @@ fn setup(sandbox: &mut Sandbox, subject: &Subject, mtu: u32) -> Result<Path2, St
     match &subject.kind {
         SubjectKind::Tun(binary) => {
             iperf(sandbox, &ns, "127.0.0.1")?;
-            let args = [
-                "--tun",
-                "tun0",
-                "--mtu",
-                &mtu.to_string(),
-                "--redirect",
-                "127.0.0.1",
-            ];
-            let relay = start_ready(sandbox, &ns, subject.key, binary, &args.map(String::from))?;
-            ip(&ns, &["addr", "add", "198.18.0.1/15", "dev", "tun0"])?;
-            ip(&ns, &["link", "set", "tun0", "up"])?;
+            let relay = start_tun_subject(sandbox, &ns, subject, binary, mtu, &[])?;
             Ok(Path2 {
                 client_ns: ns,
                 host: "198.19.0.10".into(),
@@ -395,12 +484,15 @@ fn setup(sandbox: &mut Sandbox, subject: &Subject, mtu: u32) -> Result<Path2, St
         SubjectKind::KernelRelay(binary) => {
             ip(&ns, &["link", "set", "lo", "mtu", &mtu.to_string()])?;
             iperf(sandbox, &ns, "127.0.0.1")?;
-            let args = [
+            let mut args = vec![
                 "--listen".to_string(),
                 format!("127.0.0.1:{RELAY_PORT}"),
                 "--target".to_string(),
                 format!("127.0.0.1:{IPERF_PORT}"),
             ];
+            if udp {
+                args.push("--udp".into());
+            }
             let relay = start_ready(sandbox, &ns, subject.key, binary, &args)?;
             Ok(Path2 {
                 client_ns: ns,
@@ -459,12 +551,27 @@ fn start_ready(
     Ok(index)
 }
 
-/// One iperf3 run: (bits per second received, bytes received, sender retransmissions).
+/// What one iperf3 run measured.
+struct IperfRun {
+    /// Bits per second received (`end.sum_received.bits_per_second`).
+    bps: f64,
+    /// Bytes received.
+    bytes: u64,
+    /// Sender retransmissions (TCP).
+    retransmits: Option<u64>,
+    /// Bits per second sent (`end.sum_sent.bits_per_second`).
+    sent_bps: f64,
+    /// Datagrams lost, % of those sent, as the receiver counted (UDP).
+    lost_percent: Option<f64>,
+}
+
+/// One iperf3 run of `direction` over `path`.
 fn iperf_run(
     path: &Path2,
     direction: Direction,
     seconds: u64,
-) -> Result<(f64, u64, Option<u64>), String> {
+    udp_rate: &str,
+) -> Result<IperfRun, String> {
     let mut args = vec![
         "-c".to_string(),
         path.host.clone(),
@@ -474,11 +581,7 @@ fn iperf_run(
         seconds.to_string(),
         "-J".to_string(),
     ];
-    match direction {
-        Direction::Up => {}
-        Direction::Down => args.push("-R".into()),
-        Direction::Parallel8 => args.extend(["-P".to_string(), "8".to_string()]),
-    }
+    args.extend(direction.iperf_args(udp_rate));
     let limit = Duration::from_secs(seconds + 30);
     let mut last_error = String::new();
     // The server may need a moment to listen: retry "connection refused" a few times.
@@ -497,12 +600,21 @@ fn iperf_run(
             return Err(format!("iperf3: {error}"));
         }
         let end = &json["end"];
-        let bps = end["sum_received"]["bits_per_second"]
+        let received = &end["sum_received"];
+        let bps = received["bits_per_second"]
             .as_f64()
             .ok_or("iperf3 JSON lacks end.sum_received.bits_per_second")?;
-        let bytes = end["sum_received"]["bytes"].as_u64().unwrap_or(0);
-        let retransmits = end["sum_sent"]["retransmits"].as_u64();
-        return Ok((bps, bytes, retransmits));
+        return Ok(IperfRun {
+            bps,
+            bytes: received["bytes"].as_u64().unwrap_or(0),
+            retransmits: end["sum_sent"]["retransmits"].as_u64(),
+            sent_bps: end["sum_sent"]["bits_per_second"].as_f64().unwrap_or(0.0),
+            lost_percent: if direction.is_udp() {
+                received["lost_percent"].as_f64()
+            } else {
+                None
+            },
+        });
     }
     Err(format!("iperf3: {last_error}"))
 }
@@ -515,7 +627,7 @@ fn throughput_cell(
     direction: Direction,
     args: &BenchArgs,
 ) -> Result<Cell, String> {
-    let path = setup(sandbox, subject, mtu)?;
+    let path = setup(sandbox, subject, mtu, direction.is_udp())?;
     let pid = path.relay.map(|i| sandbox.proc(i).pid());
     let mut cell = Cell::new(subject.key, mtu, direction);
     let mut cpu = 0.0;
@@ -523,15 +635,19 @@ fn throughput_cell(
     for _ in 0..args.runs {
         check_interrupted()?;
         let before = pid.and_then(cpu_seconds);
-        let (bps, moved, retransmits) = iperf_run(&path, direction, args.seconds)?;
+        let run = iperf_run(&path, direction, args.seconds, &args.udp_rate)?;
         let after = pid.and_then(cpu_seconds);
         if let (Some(b), Some(a)) = (before, after) {
             cpu += a - b;
         }
-        bytes += moved;
-        cell.gbps.push(bps / 1e9);
-        cell.retransmits.push(retransmits);
-        if bps < 1e7 {
+        bytes += run.bytes;
+        cell.gbps.push(run.bps / 1e9);
+        cell.retransmits.push(run.retransmits);
+        cell.offered_gbps.push(run.sent_bps / 1e9);
+        if direction.is_udp() {
+            cell.loss_percent.push(run.lost_percent);
+        }
+        if run.bps < 1e7 {
             cell.note = "a run moved (almost) no data: the connection stalled".into();
         }
     }
@@ -577,14 +693,7 @@ fn setup_echo(
     )?;
     match &subject.kind {
         SubjectKind::Tun(binary) => {
-            let mut args: Vec<String> =
-                ["--tun", "tun0", "--mtu", "1500", "--redirect", "127.0.0.1"]
-                    .map(String::from)
-                    .to_vec();
-            args.extend_from_slice(extra);
-            let relay = start_ready(sandbox, &ns, subject.key, binary, &args)?;
-            ip(&ns, &["addr", "add", "198.18.0.1/15", "dev", "tun0"])?;
-            ip(&ns, &["link", "set", "tun0", "up"])?;
+            let relay = start_tun_subject(sandbox, &ns, subject, binary, 1500, extra)?;
             Ok((ns, "198.19.0.0", ECHO_PORT, relay))
         }
         SubjectKind::KernelRelay(binary) => {
@@ -705,8 +814,8 @@ fn idle_test(
     };
     for _ in 0..args.runs {
         check_interrupted()?;
-        let (bps, _, _) = iperf_run(&path, Direction::Up, args.seconds)?;
-        result.gbps.push(bps / 1e9);
+        let run = iperf_run(&path, Direction::Up, args.seconds, &args.udp_rate)?;
+        result.gbps.push(run.bps / 1e9);
     }
     result.peak_rss_kib = status_kib(pid, "VmHWM");
     if !max_conn_flag {

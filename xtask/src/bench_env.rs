@@ -227,6 +227,29 @@ pub fn run_output(program: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Installs Debian `packages` with `apt-get install -y` (non-interactive).
+///
+/// # Errors
+/// If apt-get cannot run or fails.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    eprintln!("==> apt-get install -y {}", packages.join(" "));
+    let status = Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("running apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "apt-get install -y {} failed ({status})",
+            packages.join(" ")
+        ))
+    }
+}
+
 /// Runs `program args` in `ns` with a wall-clock limit; returns (success, stdout, stderr).
 pub fn exec_in_bounded(
     ns: &str,

@@ -5,13 +5,19 @@
 //! ```
 //!
 //! Same command line, TUN device and relay glue as `tun_forward`; only the stack differs. The
-//! stack uses the crate's defaults except the MTU. Prints `ready` once the device exists.
+//! stack uses the crate's defaults except the MTU. TCP streams are relayed with [`relay_to`];
+//! UDP flows (ipstack hands over one stream per flow) with [`relay_stream_flow`]: one kernel
+//! socket per flow, as `tun_forward` does. Prints `ready` once the device exists; on
+//! SIGINT/SIGTERM prints the UDP relay's counters.
+
+use std::sync::Arc;
 
 use clap::Parser;
 use ipstack::{IpStack, IpStackConfig, IpStackStream};
 use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
 use netstack_bench::relay::relay_to;
 use netstack_bench::tun_io::TunIo;
+use netstack_bench::udp_relay::{relay_stream_flow, UdpRelayStats, IDLE_TIMEOUT};
 
 /// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
 /// frees), so that the subjects differ in their stacks, not in their allocator tuning.
@@ -27,7 +33,10 @@ async fn main() -> std::io::Result<()> {
     let mut config = IpStackConfig::default();
     let mtu = u16::try_from(args.mtu).unwrap_or(u16::MAX);
     config.mtu(mtu).map_err(std::io::Error::other)?;
+    // The flows' idle timeout of every subject (ipstack's default is 30 s).
+    config.udp_timeout(IDLE_TIMEOUT);
     let mut stack = IpStack::new(config, device);
+    let udp_stats = Arc::new(UdpRelayStats::default());
     println!("ready");
 
     let accept = async {
@@ -41,7 +50,16 @@ async fn main() -> std::io::Result<()> {
                         }
                     });
                 }
-                // UDP, ICMP and unparsable packets are not part of the benchmark: drop them.
+                Ok(IpStackStream::Udp(stream)) => {
+                    let target = args.target(stream.peer_addr());
+                    let stats = udp_stats.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = relay_stream_flow(stream, target, stats).await {
+                            eprintln!("udp relay to {target}: {e}");
+                        }
+                    });
+                }
+                // ICMP and unparsable packets are not part of the benchmark: drop them.
                 Ok(_) => {}
                 Err(e) => {
                     eprintln!("accept: {e}");
@@ -54,5 +72,6 @@ async fn main() -> std::io::Result<()> {
         () = accept => {}
         r = shutdown_signal() => r?,
     }
+    eprintln!("{udp_stats}");
     Ok(())
 }

@@ -1,18 +1,23 @@
 //! `kernel_relay`: the shared relay glue on a kernel TCP listener (the benchmark's ceiling).
 //!
 //! ```text
-//! kernel_relay --listen 127.0.0.1:5202 --target 127.0.0.1:5201
+//! kernel_relay --listen 127.0.0.1:5202 --target 127.0.0.1:5201 [--udp]
 //! ```
 //!
 //! Accepts on `--listen` and relays every connection to `--target` with the same
-//! [`relay_to`] every TUN subject uses, so the kernel terminates TCP on both sides. Prints
-//! `ready` once listening.
+//! [`relay_to`] every TUN subject uses, so the kernel terminates TCP on both sides. With
+//! `--udp` it also receives datagrams on `--listen` (a UDP socket) and relays them per flow
+//! with the UDP glue of the peer forwarders ([`FlowTable`], one kernel socket per flow, as
+//! `tun_forward` does): the UDP reference. Prints `ready` once listening; on SIGINT/SIGTERM
+//! prints the UDP relay's counters.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use clap::Parser;
 use netstack_bench::cli::shutdown_signal;
 use netstack_bench::relay::relay_to;
+use netstack_bench::udp_relay::{FlowTable, UdpRelayStats, MAX_DATAGRAM};
 
 /// Command line of `kernel_relay`.
 #[derive(Parser, Debug)]
@@ -24,6 +29,9 @@ struct Args {
     /// Address to relay to.
     #[arg(long)]
     target: SocketAddr,
+    /// Relay UDP flows arriving on `--listen` too.
+    #[arg(long)]
+    udp: bool,
 }
 
 /// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
@@ -37,8 +45,26 @@ async fn main() -> std::io::Result<()> {
     netstack_examples::allocator::keep_small_frees();
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("ready");
     let target = args.target;
+    let udp_stats = Arc::new(UdpRelayStats::default());
+    let udp = if args.udp {
+        let socket = Arc::new(tokio::net::UdpSocket::bind(args.listen).await?);
+        let mut table = FlowTable::new(socket.clone(), move |_| target, udp_stats.clone());
+        let listen = args.listen;
+        Some(tokio::spawn(async move {
+            let mut buf = vec![0u8; MAX_DATAGRAM];
+            loop {
+                match socket.recv_from(&mut buf).await {
+                    // One allocation per datagram, as the stacks hand theirs over.
+                    Ok((n, src)) => table.dispatch(buf[..n].to_vec(), src, listen),
+                    Err(e) => eprintln!("udp recv: {e}"),
+                }
+            }
+        }))
+    } else {
+        None
+    };
+    println!("ready");
     let accept = async {
         loop {
             match listener.accept().await {
@@ -58,8 +84,13 @@ async fn main() -> std::io::Result<()> {
             }
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         () = accept => Ok(()),
         r = shutdown_signal() => r,
+    };
+    if let Some(udp) = udp {
+        udp.abort();
+        eprintln!("{udp_stats}");
     }
+    result
 }
