@@ -24,10 +24,7 @@ pub fn ipv4_fragment(
     more: bool,
     data: &[u8],
 ) -> Vec<u8> {
-    assert!(
-        offset % 8 == 0 && offset <= MAX_OFFSET,
-        "fragment offset {offset}"
-    );
+    let offset = offset_field(offset);
     let mut packet = ip_packet(src.into(), dst.into(), protocol, data.len(), |b| {
         b.copy_from_slice(data)
     });
@@ -35,7 +32,7 @@ pub fn ipv4_fragment(
     ip.set_ident(ident);
     ip.set_dont_frag(false);
     ip.set_more_frags(more);
-    ip.set_frag_offset(offset as u16);
+    ip.set_frag_offset(offset);
     ip.fill_checksum();
     packet
 }
@@ -46,20 +43,11 @@ pub fn ipv4_fragment(
 ///
 /// Panics if `packet` is not IPv4, has no payload, or `chunk` is not a positive multiple of 8.
 pub fn ipv4_fragments(packet: &[u8], chunk: usize, ident: u16) -> Vec<Vec<u8>> {
-    assert!(chunk > 0 && chunk % 8 == 0, "fragment size {chunk}");
     let ip = Ipv4Packet::new_checked(packet).expect("an IPv4 packet to fragment");
-    let payload = ip.payload();
-    assert!(!payload.is_empty(), "an empty payload has no fragments");
-    payload
-        .chunks(chunk)
-        .enumerate()
-        .map(|(i, data)| {
-            let offset = i * chunk;
-            let more = offset + data.len() < payload.len();
-            let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
-            ipv4_fragment(src, dst, protocol, ident, offset, more, data)
-        })
-        .collect()
+    let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+    cut(ip.payload(), chunk, |offset, more, data| {
+        ipv4_fragment(src, dst, protocol, ident, offset, more, data)
+    })
 }
 
 /// One IPv6 fragment: a Fragment header (identification `ident`, byte `offset` of the
@@ -76,12 +64,9 @@ pub fn ipv6_fragment(
     more: bool,
     data: &[u8],
 ) -> Vec<u8> {
-    assert!(
-        offset % 8 == 0 && offset <= MAX_OFFSET,
-        "fragment offset {offset}"
-    );
+    let offset = offset_field(offset);
     let repr = Ipv6FragmentRepr {
-        frag_offset: (offset / 8) as u16,
+        frag_offset: offset / 8,
         more_frags: more,
         ident,
     };
@@ -108,18 +93,37 @@ pub fn ipv6_fragment(
 ///
 /// Panics if `packet` is not IPv6, has no payload, or `chunk` is not a positive multiple of 8.
 pub fn ipv6_fragments(packet: &[u8], chunk: usize, ident: u32) -> Vec<Vec<u8>> {
-    assert!(chunk > 0 && chunk % 8 == 0, "fragment size {chunk}");
     let ip = Ipv6Packet::new_checked(packet).expect("an IPv6 packet to fragment");
-    let payload = ip.payload();
+    let (src, dst, next) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
+    cut(ip.payload(), chunk, |offset, more, data| {
+        ipv6_fragment(src, dst, next, ident, offset, more, data)
+    })
+}
+
+/// `offset` (bytes) as a fragment header carries it; panics if it cannot.
+fn offset_field(offset: usize) -> u16 {
+    assert!(
+        offset % 8 == 0 && offset <= MAX_OFFSET,
+        "fragment offset {offset}"
+    );
+    offset as u16
+}
+
+/// `payload` in pieces of `chunk` bytes, each made into a fragment by `fragment(offset, more,
+/// piece)`.
+fn cut(
+    payload: &[u8],
+    chunk: usize,
+    fragment: impl Fn(usize, bool, &[u8]) -> Vec<u8>,
+) -> Vec<Vec<u8>> {
+    assert!(chunk > 0 && chunk % 8 == 0, "fragment size {chunk}");
     assert!(!payload.is_empty(), "an empty payload has no fragments");
     payload
         .chunks(chunk)
         .enumerate()
-        .map(|(i, data)| {
+        .map(|(i, piece)| {
             let offset = i * chunk;
-            let more = offset + data.len() < payload.len();
-            let (src, dst, next) = (ip.src_addr(), ip.dst_addr(), ip.next_header());
-            ipv6_fragment(src, dst, next, ident, offset, more, data)
+            fragment(offset, offset + piece.len() < payload.len(), piece)
         })
         .collect()
 }
