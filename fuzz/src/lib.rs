@@ -26,35 +26,34 @@
 //! * [`tcp_app_ops`]: application operations (accept, read, write, shutdown, abort, drop) and
 //!   time interleaved with the same packet operations.
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use netstack_core::{Clock, Config, Duration, Instant, Stack, Stats, TcpListener, TcpStream};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
-use smoltcp::socket::tcp;
+use netstack_testkit::packets::{repair_checksums, tcp_info, Segment};
+use netstack_testkit::{ManualTime, Peer, TARGET_ADDR as TARGET};
+use smoltcp::iface::SocketHandle;
 use smoltcp::wire::{
-    HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
-    Ipv6Address, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet,
+    TcpControl, TcpPacket, TcpSeqNumber, UdpPacket,
 };
 
 /// A clock that only moves when the harness says so.
 #[derive(Debug, Default)]
-pub struct ManualClock(Cell<i64>);
+pub struct ManualClock(pub ManualTime);
 
 impl ManualClock {
     /// Moves the clock forward by `ms` milliseconds.
-    pub fn advance(&self, ms: i64) {
-        self.0.set(self.0.get() + ms);
+    pub fn advance(&self, ms: u64) {
+        self.0.advance(Duration::from_millis(ms));
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        Instant::from_millis(self.0.get())
+        self.0.now()
     }
 }
 
@@ -100,15 +99,15 @@ pub fn config() -> Config {
 
 /// Whether the stack of an input verifies transport checksums: inputs of even length do.
 fn verifies_checksums(data: &[u8]) -> bool {
-    data.len() % 2 == 0
+    data.len().is_multiple_of(2)
 }
 
 /// Most operations one input may run: keeps every execution short.
 const MAX_OPS: usize = 256;
-/// The peer's (the TUN side's) address, the original destination it connects to.
-const PEER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
-const TARGET: Ipv4Address = Ipv4Address::new(93, 184, 216, 34);
+/// The port the peer connects to (at the test kit's `TARGET_ADDR`).
 const TARGET_PORT: u16 = 443;
+/// Bytes of buffer each way of every peer socket.
+const PEER_BUFFER: usize = 8192;
 
 // ----- reading the fuzz input -----
 
@@ -321,114 +320,6 @@ fn check_emitted(p: &[u8], mtu: usize) {
 
 // ----- crafting packets -----
 
-/// Fields of a segment to craft.
-#[derive(Debug, Clone, Copy)]
-struct Segment {
-    src: IpEndpoint,
-    dst: IpEndpoint,
-    control: TcpControl,
-    seq: TcpSeqNumber,
-    ack: Option<TcpSeqNumber>,
-    window: u16,
-    window_scale: Option<u8>,
-    mss: Option<u16>,
-    sack_permitted: bool,
-}
-
-/// Builds an IP packet carrying `seg` and `payload` (IPv4 or IPv6 after `seg.src`), with valid
-/// checksums.
-fn craft(seg: &Segment, payload: &[u8]) -> Vec<u8> {
-    let tcp = TcpRepr {
-        src_port: seg.src.port,
-        dst_port: seg.dst.port,
-        control: seg.control,
-        seq_number: seg.seq,
-        ack_number: seg.ack,
-        window_len: seg.window,
-        window_scale: seg.window_scale,
-        max_seg_size: seg.mss,
-        sack_permitted: seg.sack_permitted,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload,
-    };
-    let caps = ChecksumCapabilities::default();
-    match (seg.src.addr, seg.dst.addr) {
-        (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => {
-            let ip = Ipv4Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp.buffer_len(),
-                hop_limit: 64,
-            };
-            let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-            let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-            ip.emit(&mut p, &caps);
-            tcp.emit(
-                &mut TcpPacket::new_unchecked(p.payload_mut()),
-                &seg.src.addr,
-                &seg.dst.addr,
-                &caps,
-            );
-            buf
-        }
-        (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => {
-            let ip = Ipv6Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp.buffer_len(),
-                hop_limit: 64,
-            };
-            let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-            let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
-            ip.emit(&mut p);
-            tcp.emit(
-                &mut TcpPacket::new_unchecked(p.payload_mut()),
-                &seg.src.addr,
-                &seg.dst.addr,
-                &caps,
-            );
-            buf
-        }
-        _ => unreachable!("craft: mixed IP versions"),
-    }
-}
-
-/// Recomputes the IPv4 header checksum and the TCP checksum of `p` where its headers parse, so
-/// that a mutated packet passes the front end's checks and reaches smoltcp.
-fn repair_checksums(p: &mut [u8]) {
-    match p.first().map(|b| b >> 4) {
-        Some(4) => {
-            let Ok(mut ip) = Ipv4Packet::new_checked(&mut p[..]) else {
-                return;
-            };
-            ip.fill_checksum();
-            if ip.next_header() != IpProtocol::Tcp {
-                return;
-            }
-            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
-            if let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) {
-                tcp.fill_checksum(&src, &dst);
-            }
-        }
-        Some(6) => {
-            let Ok(mut ip) = Ipv6Packet::new_checked(&mut p[..]) else {
-                return;
-            };
-            if ip.next_header() != IpProtocol::Tcp {
-                return;
-            }
-            let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
-            if let Ok(mut tcp) = TcpPacket::new_checked(ip.payload_mut()) {
-                tcp.fill_checksum(&src, &dst);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// What the last segment seen on a connection said, for crafting believable segments.
 #[derive(Debug, Clone, Copy)]
 struct SeqState {
@@ -436,45 +327,6 @@ struct SeqState {
     stack_next: TcpSeqNumber,
     /// The sequence number the stack expects from the peer (its last ACK).
     stack_expects: TcpSeqNumber,
-}
-
-/// Parses a TCP segment: (source, destination, seq, ack, segment length).
-fn parse(
-    p: &[u8],
-) -> Option<(
-    IpEndpoint,
-    IpEndpoint,
-    TcpSeqNumber,
-    Option<TcpSeqNumber>,
-    usize,
-)> {
-    let (src, dst, segment) = match p.first()? >> 4 {
-        4 => {
-            let ip = Ipv4Packet::new_checked(p).ok()?;
-            (
-                IpAddress::Ipv4(ip.src_addr()),
-                IpAddress::Ipv4(ip.dst_addr()),
-                ip.payload(),
-            )
-        }
-        6 => {
-            let ip = Ipv6Packet::new_checked(p).ok()?;
-            (
-                IpAddress::Ipv6(ip.src_addr()),
-                IpAddress::Ipv6(ip.dst_addr()),
-                ip.payload(),
-            )
-        }
-        _ => return None,
-    };
-    let tcp = TcpPacket::new_checked(segment).ok()?;
-    Some((
-        IpEndpoint::new(src, tcp.src_port()),
-        IpEndpoint::new(dst, tcp.dst_port()),
-        tcp.seq_number(),
-        tcp.ack().then(|| tcp.ack_number()),
-        tcp.segment_len(),
-    ))
 }
 
 /// `seq` moved by `delta`, wrapping (smoltcp's `+ usize` panics on values above `i32::MAX`).
@@ -503,7 +355,7 @@ pub fn ingress_bytes(data: &[u8]) {
             repair_checksums(&mut packet);
         }
         if flags & 2 != 0 {
-            stack.stack.clock().advance(i64::from(flags >> 3) * 100);
+            stack.stack.clock().advance(u64::from(flags >> 3) * 100);
         }
         stack.push(packet);
         if flags & 4 != 0 {
@@ -512,103 +364,6 @@ pub fn ingress_bytes(data: &[u8]) {
     }
     stack.run(0);
     stack.finish();
-}
-
-// ----- the in-memory peer -----
-
-/// The peer's device: packets to and from the stack.
-#[derive(Default)]
-struct Wire {
-    to_stack: VecDeque<Vec<u8>>,
-    to_peer: VecDeque<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut p = vec![0u8; len];
-        let r = f(&mut p);
-        self.0.push_back(p);
-        r
-    }
-}
-
-impl phy::Device for Wire {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(Rx, Tx<'_>)> {
-        let p = self.to_peer.pop_front()?;
-        Some((Rx(p), Tx(&mut self.to_stack)))
-    }
-
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.to_stack))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
-    }
-}
-
-/// A smoltcp host on the other side of the link: the kernel's role.
-struct Peer {
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    wire: Wire,
-}
-
-impl Peer {
-    fn new() -> Self {
-        let mut wire = Wire::default();
-        let mut iface = Interface::new(
-            IfaceConfig::new(HardwareAddress::Ip),
-            &mut wire,
-            smoltcp::time::Instant::ZERO,
-        );
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(PEER), 8)).unwrap();
-        });
-        iface
-            .routes_mut()
-            .add_default_ipv4_route(Ipv4Address::new(10, 0, 0, 254))
-            .unwrap();
-        Peer {
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            wire,
-        }
-    }
-
-    fn connect(&mut self, local_port: u16) -> SocketHandle {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 8192]),
-            tcp::SocketBuffer::new(vec![0; 8192]),
-        );
-        s.set_ack_delay(None);
-        s.connect(
-            self.iface.context(),
-            IpEndpoint::new(IpAddress::Ipv4(TARGET), TARGET_PORT),
-            local_port,
-        )
-        .expect("peer connect");
-        self.sockets.add(s)
-    }
-
-    fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(h)
-    }
 }
 
 // ----- targets (b) and (c): sessions -----
@@ -716,7 +471,8 @@ impl Session {
     }
 
     fn peer_connect(&mut self) -> SocketHandle {
-        let h = self.peer.connect(self.next_port);
+        let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), TARGET_PORT);
+        let h = self.peer.connect(self.next_port, target, PEER_BUFFER);
         self.next_port += 1;
         self.peer_socks.push(h);
         h
@@ -737,9 +493,7 @@ impl Session {
             while let Some(p) = self.to_peer.pop_front() {
                 self.peer.wire.to_peer.push_back(p);
             }
-            self.peer
-                .iface
-                .poll(now, &mut self.peer.wire, &mut self.peer.sockets);
+            self.peer.poll(now);
             let mut moved = false;
             while let Some(p) = self.peer.wire.to_stack.pop_front() {
                 self.note_to_stack(&p);
@@ -766,13 +520,13 @@ impl Session {
     }
 
     fn note_from_stack(&mut self, p: &[u8]) {
-        if let Some((_, dst, seq, ack, len)) = parse(p) {
-            let entry = self.seq.entry(dst).or_insert(SeqState {
-                stack_next: seq,
-                stack_expects: seq,
+        if let Some(t) = tcp_info(p) {
+            let entry = self.seq.entry(t.dst).or_insert(SeqState {
+                stack_next: t.seq,
+                stack_expects: t.seq,
             });
-            entry.stack_next = offset(seq, len as i32);
-            if let Some(ack) = ack {
+            entry.stack_next = offset(t.seq, t.segment_len as i32);
+            if let Some(ack) = t.ack {
                 entry.stack_expects = ack;
             }
         }
@@ -791,9 +545,7 @@ impl Session {
         match op {
             Op::Exchange => self.exchange(usize::from(input.u8() % 8) + 1),
             Op::DropToStack => {
-                self.peer
-                    .iface
-                    .poll(self.now(), &mut self.peer.wire, &mut self.peer.sockets);
+                self.peer.poll(self.now());
                 let n = usize::from(input.u8() % 4);
                 for _ in 0..n {
                     self.peer.wire.to_stack.pop_front();
@@ -827,7 +579,7 @@ impl Session {
                 }
             }
             Op::Advance => {
-                let ms = i64::from(input.u8()) * 20;
+                let ms = u64::from(input.u8()) * 20;
                 self.stack.stack.clock().advance(ms);
                 self.run_stack();
             }
@@ -856,8 +608,6 @@ impl Session {
                     IpEndpoint::new(IpAddress::Ipv4(TARGET), TARGET_PORT)
                 };
                 let seg = Segment {
-                    src,
-                    dst,
                     control: TcpControl::Syn,
                     seq: TcpSeqNumber(i32::from(input.i16())),
                     ack: None,
@@ -865,8 +615,9 @@ impl Session {
                     window_scale: Some(input.u8() % 16),
                     mss: Some(input.u16()),
                     sack_permitted: true,
+                    ..Segment::new(src, dst)
                 };
-                self.stack.push(craft(&seg, &[]));
+                self.stack.push(seg.build());
                 self.run_stack();
             }
             Op::MutateReplay => {
@@ -983,8 +734,6 @@ impl Session {
         let seq_delta = i32::from(input.i16()) >> (input.u8() % 16);
         let ack_delta = i32::from(input.i16()) >> (input.u8() % 16);
         let seg = Segment {
-            src: remote,
-            dst: IpEndpoint::new(IpAddress::Ipv4(TARGET), TARGET_PORT),
             control,
             seq: offset(state.stack_expects, seq_delta),
             ack: (flags & 8 != 0).then_some(offset(state.stack_next, ack_delta)),
@@ -997,6 +746,10 @@ impl Session {
             window_scale: (flags & 16 != 0).then(|| input.u8() % 20),
             mss: (flags & 32 != 0).then(|| input.u16()),
             sack_permitted: flags & 16 != 0,
+            ..Segment::new(
+                remote,
+                IpEndpoint::new(IpAddress::Ipv4(TARGET), TARGET_PORT),
+            )
         };
         // The remote endpoint of a spoofed or second connection may not be IPv4; the target
         // must match its version.
@@ -1012,7 +765,7 @@ impl Session {
         };
         let len = usize::from(input.u8()) * 8;
         let payload = vec![0xeeu8; len];
-        let mut p = craft(&seg, &payload);
+        let mut p = seg.payload(&payload).build();
         let cut = usize::from(input.u8() % 32);
         if cut > 0 && cut < p.len() && input.u8() & 1 == 1 {
             p.truncate(p.len() - cut);
@@ -1088,69 +841,39 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             port,
         )
     };
-    let seg = |src, dst, control, seq, ack| Segment {
-        src,
-        dst,
+    // SYN options (window scale 7, MSS 1460, SACK permitted) on every segment.
+    let seg = |src: IpEndpoint, dst: IpEndpoint, control, seq, ack| Segment {
         control,
-        seq: TcpSeqNumber(seq),
         ack,
-        window: 64240,
-        window_scale: Some(7),
-        mss: Some(1460),
-        sack_permitted: true,
+        ..Segment::syn(src, dst, seq).sack_permitted()
     };
     match target {
         "ingress_bytes" => {
-            let syn4 = craft(
-                &seg(v4(1, 4000), v4(2, 80), TcpControl::Syn, 100, None),
-                &[],
-            );
-            let syn6 = craft(
-                &seg(v6(1, 4000), v6(2, 80), TcpControl::Syn, 100, None),
-                &[],
-            );
+            let syn4 = seg(v4(1, 4000), v4(2, 80), TcpControl::Syn, 100, None).build();
+            let syn6 = seg(v6(1, 4000), v6(2, 80), TcpControl::Syn, 100, None).build();
             // A SYN, then (after the stack's SYN-ACK, whose ISN the input cannot know) an ACK
             // with data and a FIN, then a RST: mutations of the ACK numbers find the handshake.
-            let ack = craft(
-                &seg(
-                    v4(1, 4000),
-                    v4(2, 80),
-                    TcpControl::Psh,
-                    101,
-                    Some(TcpSeqNumber(1)),
-                ),
-                b"GET / HTTP/1.0\r\n\r\n",
-            );
-            let fin = craft(
-                &seg(
-                    v4(1, 4000),
-                    v4(2, 80),
-                    TcpControl::Fin,
-                    119,
-                    Some(TcpSeqNumber(1)),
-                ),
-                &[],
-            );
-            let rst = craft(
-                &seg(v4(1, 4000), v4(2, 80), TcpControl::Rst, 120, None),
-                &[],
-            );
+            let client = |control, seq, ack| seg(v4(1, 4000), v4(2, 80), control, seq, ack);
+            let acked = Some(TcpSeqNumber(1));
+            let ack = client(TcpControl::Psh, 101, acked)
+                .payload(b"GET / HTTP/1.0\r\n\r\n")
+                .build();
+            let fin = client(TcpControl::Fin, 119, acked).build();
+            let rst = client(TcpControl::Rst, 120, None).build();
             let mut session = Vec::new();
             for p in [&syn4, &ack, &fin, &rst] {
                 session.extend(frame(4 | 2 | (1 << 3), p));
             }
             let mut flood = Vec::new();
             for i in 0..12u8 {
-                let p = craft(
-                    &seg(
-                        v4(i, 4000 + u16::from(i)),
-                        v4(2, 80),
-                        TcpControl::Syn,
-                        7,
-                        None,
-                    ),
-                    &[],
-                );
+                let p = seg(
+                    v4(i, 4000 + u16::from(i)),
+                    v4(2, 80),
+                    TcpControl::Syn,
+                    7,
+                    None,
+                )
+                .build();
                 flood.extend(frame(if i % 3 == 0 { 4 } else { 0 }, &p));
             }
             let mut garbage = frame(1, &syn4[..30]);

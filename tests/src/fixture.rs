@@ -6,7 +6,7 @@
 //! duplicate SYNs, inject malformed packets, and so on).
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,11 +15,6 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use netstack_tokio::{PacketPort, PacketSink, Runner, StackBuilder, Stats, TcpListener};
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, TcpControl, TcpPacket, TcpRepr,
-    TcpSeqNumber, UdpPacket, UdpRepr,
-};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Tun;
@@ -166,113 +161,6 @@ pub fn spawn_echo_server_with_buffer(listener: TcpListener, buffer: usize) {
             });
         }
     });
-}
-
-/// Whether `packet` is a TCP SYN without ACK (a connection request), IPv4 or IPv6.
-pub fn is_syn(packet: &[u8]) -> bool {
-    let segment = match packet.first().map(|b| b >> 4) {
-        Some(4) => match Ipv4Packet::new_checked(packet) {
-            Ok(ip) if ip.next_header() == IpProtocol::Tcp => ip.payload(),
-            _ => return false,
-        },
-        Some(6) => match Ipv6Packet::new_checked(packet) {
-            Ok(ip) if ip.next_header() == IpProtocol::Tcp => ip.payload(),
-            _ => return false,
-        },
-        _ => return false,
-    };
-    matches!(TcpPacket::new_checked(segment), Ok(t) if t.syn() && !t.ack())
-}
-
-/// A UDP packet from `src` to `dst` (both IPv4) with a correct checksum.
-pub fn craft_udp_v4(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
-        panic!("craft_udp_v4 takes IPv4 addresses: {src} -> {dst}")
-    };
-    let udp = UdpRepr {
-        src_port: src.port(),
-        dst_port: dst.port(),
-    };
-    let ip = Ipv4Repr {
-        src_addr: s,
-        dst_addr: d,
-        next_header: IpProtocol::Udp,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; 20 + 8 + payload.len()];
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut p, &caps);
-    udp.emit(
-        &mut UdpPacket::new_unchecked(p.payload_mut()),
-        &s.into(),
-        &d.into(),
-        payload.len(),
-        |b| b.copy_from_slice(payload),
-        &caps,
-    );
-    buf
-}
-
-/// Builds a valid TCP SYN from `src` to `dst` (same IP version for both).
-pub fn craft_syn(src: SocketAddr, dst: SocketAddr, seq: i32) -> Vec<u8> {
-    let tcp = TcpRepr {
-        src_port: src.port(),
-        dst_port: dst.port(),
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(seq),
-        ack_number: None,
-        window_len: 64240,
-        window_scale: Some(7),
-        max_seg_size: Some(1460),
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload: &[],
-    };
-    let caps = ChecksumCapabilities::default();
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let ip = Ipv4Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp.buffer_len(),
-                hop_limit: 64,
-            };
-            let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-            let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-            ip.emit(&mut p, &caps);
-            tcp.emit(
-                &mut TcpPacket::new_unchecked(p.payload_mut()),
-                &s.into(),
-                &d.into(),
-                &caps,
-            );
-            buf
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let ip = Ipv6Repr {
-                src_addr: s,
-                dst_addr: d,
-                next_header: IpProtocol::Tcp,
-                payload_len: tcp.buffer_len(),
-                hop_limit: 64,
-            };
-            let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-            let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
-            ip.emit(&mut p);
-            tcp.emit(
-                &mut TcpPacket::new_unchecked(p.payload_mut()),
-                &s.into(),
-                &d.into(),
-                &caps,
-            );
-            buf
-        }
-        _ => panic!("craft_syn: {src} and {dst} are of different IP versions"),
-    }
 }
 
 /// Asserts two byte strings are equal without printing megabytes: reports the first difference.

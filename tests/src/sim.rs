@@ -2,36 +2,30 @@
 //! executor) and a smoltcp host as its peer, joined by a link that an [`Impairer`] can make
 //! lossy, all under simulated time. The same seed always gives the same run.
 
-use std::cell::Cell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use netstack_core::{Clock, Config, Instant, RunnerStatus, Stack, TcpListener, TcpStream};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use netstack_testkit::{ManualTime, Peer};
+use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::impair::{Impairer, Impairment};
 
-/// A clock that only moves when the simulation says so (microseconds).
-#[derive(Debug, Default)]
-pub struct ManualClock(Cell<i64>);
+pub use netstack_testkit::{PEER_ADDR, TARGET_ADDR};
 
-impl ManualClock {
-    /// Moves the clock to `t` (never backwards).
-    pub fn set(&self, t: Instant) {
-        self.0.set(self.0.get().max(t.total_micros()));
-    }
-}
+/// A clock that only moves when the simulation says so.
+#[derive(Debug, Default)]
+pub struct ManualClock(pub ManualTime);
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        Instant::from_micros(self.0.get())
+        self.0.now()
     }
 }
 
@@ -40,60 +34,9 @@ pub type SimStack = Stack<NoopRawMutex, ManualClock>;
 /// A connection accepted from a [`SimStack`].
 pub type SimConn = TcpStream<Rc<SimStack>>;
 
-/// The peer's address on the simulated link.
-pub const PEER_ADDR: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
-/// The destination the peer connects to (any address works: the stack accepts them all).
-pub const TARGET_ADDR: Ipv4Address = Ipv4Address::new(93, 184, 216, 34);
-
 /// A waker-less context: the simulation polls everything on every step.
 pub fn noop_cx() -> Context<'static> {
     Context::from_waker(Waker::noop())
-}
-
-/// The peer's device.
-#[derive(Default)]
-struct Wire {
-    rx: VecDeque<Vec<u8>>,
-    tx: VecDeque<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut p = vec![0u8; len];
-        let r = f(&mut p);
-        self.0.push_back(p);
-        r
-    }
-}
-
-impl phy::Device for Wire {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
-        let p = self.rx.pop_front()?;
-        Some((Rx(p), Tx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
-    }
 }
 
 /// One direction of the simulated link: packets in flight, ordered by arrival time.
@@ -144,9 +87,7 @@ impl Lane {
 pub struct Sim {
     /// The stack under test.
     pub stack: Rc<SimStack>,
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    wire: Wire,
+    peer: Peer,
     up: Lane,
     down: Lane,
     /// The runner's last answer.
@@ -162,25 +103,9 @@ impl Sim {
     /// directions; the stack → peer direction uses the seed + 1).
     pub fn new(config: Config, impairment: Option<Impairment>) -> Sim {
         let stack = Rc::new(SimStack::new(config, ManualClock::default()));
-        let mut wire = Wire::default();
-        let mut iface = Interface::new(
-            IfaceConfig::new(HardwareAddress::Ip),
-            &mut wire,
-            Instant::ZERO,
-        );
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(PEER_ADDR), 8))
-                .expect("one address fits");
-        });
-        iface
-            .routes_mut()
-            .add_default_ipv4_route(Ipv4Address::new(10, 0, 0, 254))
-            .expect("one route fits");
         Sim {
             stack,
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            wire,
+            peer: Peer::new(),
             up: Lane::new(impairment),
             down: Lane::new(impairment.map(|i| Impairment {
                 seed: i.seed.wrapping_add(1),
@@ -200,23 +125,13 @@ impl Sim {
     /// Opens a peer connection from `PEER_ADDR:port` to `TARGET_ADDR:target_port` with
     /// `buffer` bytes of buffers each way.
     pub fn connect(&mut self, port: u16, target_port: u16, buffer: usize) -> SocketHandle {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; buffer]),
-            tcp::SocketBuffer::new(vec![0; buffer]),
-        );
-        s.set_ack_delay(None);
-        s.connect(
-            self.iface.context(),
-            IpEndpoint::new(IpAddress::Ipv4(TARGET_ADDR), target_port),
-            port,
-        )
-        .expect("peer connect");
-        self.sockets.add(s)
+        let target = IpEndpoint::new(IpAddress::Ipv4(TARGET_ADDR), target_port);
+        self.peer.connect(port, target, buffer)
     }
 
     /// A peer socket.
     pub fn socket(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(h)
+        self.peer.socket(h)
     }
 
     /// Takes the next accepted connection, if any.
@@ -240,8 +155,7 @@ impl Sim {
     pub fn cut(&mut self) {
         self.up.in_flight.clear();
         self.down.in_flight.clear();
-        self.wire.rx.clear();
-        self.wire.tx.clear();
+        self.peer.wire.clear();
     }
 
     /// Packets the stack emitted and the link lost so far, both directions.
@@ -257,8 +171,8 @@ impl Sim {
     pub fn step(&mut self) -> bool {
         let now = self.now();
         let mut moved = false;
-        self.iface.poll(now, &mut self.wire, &mut self.sockets);
-        while let Some(p) = self.wire.tx.pop_front() {
+        self.peer.poll(now);
+        while let Some(p) = self.peer.wire.to_stack.pop_front() {
             self.up.send(now, p);
             moved = true;
         }
@@ -285,7 +199,7 @@ impl Sim {
             }
         }
         while let Some(p) = self.down.due(now) {
-            self.wire.rx.push_back(p);
+            self.peer.wire.to_peer.push_back(p);
             moved = true;
         }
         moved
@@ -299,7 +213,7 @@ impl Sim {
             self.up.next_arrival(),
             self.down.next_arrival(),
             self.last_status.and_then(|s| s.deadline),
-            self.iface.poll_at(now, &self.sockets),
+            self.peer.poll_at(now),
         ]
         .into_iter()
         .flatten()
@@ -329,7 +243,7 @@ impl Sim {
             } else {
                 self.next_event().unwrap_or(max).clamp(min, max)
             };
-            self.stack.clock().set(next);
+            self.stack.clock().0.set(next);
         }
         false
     }

@@ -17,19 +17,17 @@ use std::time::{Duration, Instant as StdInstant};
 
 use futures::SinkExt;
 use netstack_core::{Config, Duration as CoreDuration, Stats, TcpError};
+use netstack_testkit::packets::{tcp_info, tcp_syn, udp_datagram, Segment};
 use netstack_tests::fixture::{
-    assert_same_bytes, craft_syn, craft_udp_v4, spawn_echo_server, spawn_echo_server_with_buffer,
-    wait_for, Fixture, STACK_V4,
+    assert_same_bytes, spawn_echo_server, spawn_echo_server_with_buffer, wait_for, Fixture,
+    STACK_V4,
 };
 use netstack_tests::impair::{inbound_tap, outbound_tap, Impairer, Impairment};
 use netstack_tests::mem::{rss_kib, trim_heap};
 use netstack_tests::sim::{noop_cx, Sim, SimStack};
 use netstack_tests::{pattern, run_in_netns, TestNet};
 use netstack_tokio::StackBuilder;
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{
-    IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use smoltcp::wire::{Ipv4Address, TcpControl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -193,7 +191,11 @@ fn sim_ingress_queue_is_bounded_and_overflow_is_counted() {
     let mut sim = Sim::new(Config::default().ingress_queue(16), None);
     for i in 0..100u16 {
         let src = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 7, 0, 1)), 1000 + i);
-        sim.inject(craft_syn(src, "93.184.216.34:80".parse().unwrap(), 1));
+        sim.inject(tcp_syn(
+            src,
+            "93.184.216.34:80".parse::<SocketAddr>().unwrap(),
+            1,
+        ));
     }
     assert_eq!(sim.refused, 84);
     let s = sim.stack.stats();
@@ -204,47 +206,20 @@ fn sim_ingress_queue_is_bounded_and_overflow_is_counted() {
     assert_eq!(s.tcp.syn_received, 16, "{s}");
 }
 
-/// An IPv4 TCP segment with valid checksums.
+/// An IPv4 TCP segment with valid checksums, a window of 64,000 and the MSS option.
 fn segment(
     src: (Ipv4Address, u16),
     dst: (Ipv4Address, u16),
     control: TcpControl,
     seq: i32,
     ack: Option<i32>,
-    payload: &[u8],
-) -> Vec<u8> {
-    let tcp = TcpRepr {
-        src_port: src.1,
-        dst_port: dst.1,
-        control,
-        seq_number: TcpSeqNumber(seq),
-        ack_number: ack.map(TcpSeqNumber),
-        window_len: 64000,
-        window_scale: None,
-        max_seg_size: Some(1460),
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload,
+) -> Segment<'static> {
+    let segment = Segment::new(src, dst).control(control).seq(seq);
+    let segment = match ack {
+        Some(ack) => segment.ack(ack),
+        None => segment,
     };
-    let ip = Ipv4Repr {
-        src_addr: src.0,
-        dst_addr: dst.0,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &src.0.into(),
-        &dst.0.into(),
-        &caps,
-    );
-    buf
+    segment.window(64000).mss(1460)
 }
 
 /// Runs the stack and returns (destination port, seq) of every SYN-ACK it emitted.
@@ -253,10 +228,9 @@ fn run_and_collect_synacks(stack: &SimStack) -> Vec<(u16, i32)> {
     let _ = stack.poll_runner(&mut cx);
     let mut out = Vec::new();
     while let std::task::Poll::Ready(p) = stack.poll_egress(&mut cx) {
-        let ip = Ipv4Packet::new_checked(&p[..]).expect("IPv4");
-        let tcp = TcpPacket::new_checked(ip.payload()).expect("TCP");
-        if tcp.syn() && tcp.ack() {
-            out.push((tcp.dst_port(), tcp.seq_number().0));
+        let tcp = tcp_info(&p).expect("a TCP segment");
+        if tcp.syn && tcp.ack.is_some() {
+            out.push((tcp.dst.port, tcp.seq.0));
         }
     }
     out
@@ -275,30 +249,27 @@ fn sim_rst_in_syn_received_does_not_hand_the_socket_to_another_peer() {
     let b = (Ipv4Address::new(10, 0, 0, 8), 2000);
     let target = (Ipv4Address::new(93, 184, 216, 34), 80);
     stack
-        .push_ingress(segment(a, target, TcpControl::Syn, 100, None, &[]))
+        .push_ingress(segment(a, target, TcpControl::Syn, 100, None).build())
         .unwrap();
     assert_eq!(run_and_collect_synacks(&stack).len(), 1);
     // A resets its half-open connection (in window).
     stack
-        .push_ingress(segment(a, target, TcpControl::Rst, 101, None, &[]))
+        .push_ingress(segment(a, target, TcpControl::Rst, 101, None).build())
         .unwrap();
     run_and_collect_synacks(&stack);
     // B connects to the same destination and completes its handshake.
     stack
-        .push_ingress(segment(b, target, TcpControl::Syn, 500, None, &[]))
+        .push_ingress(segment(b, target, TcpControl::Syn, 500, None).build())
         .unwrap();
     let synacks = run_and_collect_synacks(&stack);
     let &(port, isn) = synacks.first().expect("B gets a SYN-ACK");
     assert_eq!(port, b.1);
     stack
-        .push_ingress(segment(
-            b,
-            target,
-            TcpControl::Psh,
-            501,
-            Some(isn + 1),
-            b"from B",
-        ))
+        .push_ingress(
+            segment(b, target, TcpControl::Psh, 501, Some(isn + 1))
+                .payload(b"from B")
+                .build(),
+        )
         .unwrap();
     run_and_collect_synacks(&stack);
     let listener: netstack_core::TcpListener<&SimStack> = netstack_core::TcpListener::new(&stack);
@@ -335,7 +306,11 @@ fn sim_each_expired_half_open_connection_is_counted_once() {
             IpAddr::V4(Ipv4Addr::new(10, 7, (i >> 8) as u8, i as u8)),
             999,
         );
-        sim.inject(craft_syn(src, "93.184.216.34:80".parse().unwrap(), 5));
+        sim.inject(tcp_syn(
+            src,
+            "93.184.216.34:80".parse::<SocketAddr>().unwrap(),
+            5,
+        ));
     }
     sim.blackhole_down = true;
     sim.run_until(Duration::from_secs(5), Duration::from_millis(100), |_| {
@@ -613,7 +588,7 @@ fn syn_flood_of_100k_spoofed_sources_stays_bounded_while_a_transfer_completes() 
             [s.tcp.syn_received, connections(s)]
         });
         let syns = (0..SYNS).map(|i| {
-            craft_syn(
+            tcp_syn(
                 spoofed_source(i, 10_000),
                 v4(80 + (i % 64) as u16),
                 i as i32,
@@ -723,7 +698,7 @@ fn udp_flood_of_100k_datagrams_to_many_ports_stays_bounded_while_a_transfer_comp
         };
         // Spoofed sources across 198.19.0.0/16, to 5,000 ports.
         let datagrams = (0..DATAGRAMS).map(move |i| {
-            craft_udp_v4(
+            udp_datagram(
                 spoofed_source(i, 30_000),
                 v4(1_000 + (i % PORTS) as u16),
                 &payload,
@@ -828,7 +803,7 @@ async fn churn(stack: &netstack_tokio::PacketPort, n: u32, offset: u32) -> (u64,
                                 IpAddr::V4(Ipv4Addr::new(198, 19, (id >> 8) as u8, id as u8)),
                                 20_000 + (id >> 16) as u16,
                             );
-                            sink.send(craft_syn(src, v4(7), id as i32)).await.unwrap();
+                            sink.send(tcp_syn(src, v4(7), id as i32)).await.unwrap();
                             half_open += 1;
                         }
                     }
@@ -929,7 +904,7 @@ fn garbage_packets_never_make_the_packet_sink_fail() {
         let fx = Fixture::start(tun, StackBuilder::default());
         spawn_echo_server(fx.listener);
         let mut garbage: Vec<Vec<u8>> = vec![Vec::new(), vec![0xff; 3], vec![0x45; 20]];
-        let syn = craft_syn("198.18.9.9:5555".parse().unwrap(), v4(7), 1);
+        let syn = tcp_syn("198.18.9.9:5555".parse::<SocketAddr>().unwrap(), v4(7), 1);
         garbage.extend((0..syn.len()).map(|n| syn[..n].to_vec()));
         let mut bad = syn.clone();
         bad[30] ^= 0x40;
@@ -1034,9 +1009,9 @@ fn sim_idle_core_has_no_timer_after_connections_close_or_expire() {
     let config = Config::default().syn_timeout(CoreDuration::from_secs(1));
     let mut sim = Sim::new(config, None);
     let h = sim.connect(40000, 80, 4096);
-    sim.inject(craft_syn(
-        "10.7.7.7:999".parse().unwrap(),
-        "93.184.216.34:80".parse().unwrap(),
+    sim.inject(tcp_syn(
+        "10.7.7.7:999".parse::<SocketAddr>().unwrap(),
+        "93.184.216.34:80".parse::<SocketAddr>().unwrap(),
         5,
     ));
     let mut conn = None;

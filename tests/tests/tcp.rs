@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use netstack_testkit::packets::{is_syn, tcp_syn};
 use netstack_tests::fixture::{
-    assert_same_bytes, craft_syn, is_syn, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
+    assert_same_bytes, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
 };
 use netstack_tests::{pattern, run_in_netns, TestNet, Tun};
 use netstack_tokio::StackBuilder;
@@ -486,7 +487,7 @@ fn syn_backlog_is_bounded_and_expires() {
         for i in 0..5u8 {
             let src: SocketAddr = format!("198.18.5.{}:4000", 10 + i).parse().unwrap();
             use futures::SinkExt;
-            sink.send(craft_syn(src, v4(80), 1000)).await.unwrap();
+            sink.send(tcp_syn(src, v4(80), 1000)).await.unwrap();
         }
         let s = wait_for(&fx.stack, Duration::from_secs(2), |s| {
             s.tcp.refused_syn_backlog == 3
@@ -553,7 +554,7 @@ fn malformed_packets_are_counted_and_do_not_disturb_live_connections() {
         let transfer = tokio::spawn(kernel_echo(v4(7), pattern(4, 8 << 20)));
         // Meanwhile, inject garbage into the same stack.
         let mut sink = fx.stack.clone();
-        let valid = craft_syn("198.18.9.9:5555".parse().unwrap(), v4(7), 77);
+        let valid = tcp_syn("198.18.9.9:5555".parse::<SocketAddr>().unwrap(), v4(7), 77);
         let mut bad_checksum = valid.clone();
         let last = bad_checksum.len() - 1;
         bad_checksum[last] ^= 0xff; // inside the TCP header: only the TCP checksum notices

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::SinkExt;
+use netstack_testkit::packets::udp_datagram;
 use netstack_tests::fixture::{
-    assert_same_bytes, craft_udp_v4, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
+    assert_same_bytes, spawn_echo_server, wait_for, Fixture, STACK_V4, STACK_V6,
 };
 use netstack_tests::{pattern, run_in_netns, TestNet};
 use netstack_tokio::{
@@ -233,7 +234,7 @@ fn malformed_udp_and_icmp_are_counted_while_a_live_flow_keeps_working() {
         let before = fx.stack.stats();
         let src: SocketAddr = "198.18.0.1:4444".parse().unwrap();
         let dst: SocketAddr = "198.18.0.2:53".parse().unwrap();
-        let good = craft_udp_v4(src, dst, b"valid");
+        let good = udp_datagram(src, dst, b"valid");
         let mut bad_checksum = good.clone();
         let last = bad_checksum.len() - 1;
         bad_checksum[last] ^= 0x01;

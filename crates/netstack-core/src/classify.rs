@@ -346,54 +346,21 @@ fn is_unicast(addr: IpAddress) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use alloc::vec;
     use alloc::vec::Vec;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        Ipv4Address, Ipv4Repr, Ipv6Address, Ipv6Repr, TcpControl, TcpRepr, TcpSeqNumber,
-    };
+    use netstack_testkit::packets::Segment;
+    use smoltcp::wire::{Ipv4Address, Ipv6Address, TcpControl};
 
-    fn tcp_repr(control: TcpControl) -> TcpRepr<'static> {
-        TcpRepr {
-            src_port: 40000,
-            dst_port: 80,
-            control,
-            seq_number: TcpSeqNumber(1),
-            ack_number: None,
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None, None, None],
-            timestamp: None,
-            payload: &[],
-        }
-    }
-
-    pub(crate) fn ipv4_tcp(control: TcpControl) -> Vec<u8> {
-        let src = Ipv4Address::new(198, 18, 0, 1);
-        let dst = Ipv4Address::new(198, 18, 0, 2);
-        let tcp = tcp_repr(control);
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-        let caps = ChecksumCapabilities::default();
-        let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-        ip.emit(&mut p, &caps);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &src.into(),
-            &dst.into(),
-            &caps,
-        );
-        buf
+    /// A 40-byte TCP/IPv4 segment (no option, no data) from 198.18.0.1:40000 to 198.18.0.2:80.
+    fn ipv4_tcp(control: TcpControl) -> Vec<u8> {
+        let src = (Ipv4Address::new(198, 18, 0, 1), 40000);
+        let dst = (Ipv4Address::new(198, 18, 0, 2), 80);
+        Segment::new(src, dst)
+            .control(control)
+            .seq(1)
+            .window(1000)
+            .build()
     }
 
     #[test]
@@ -438,25 +405,9 @@ pub(crate) mod tests {
 
     #[test]
     fn ipv6_syn_is_classified() {
-        let src = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
-        let dst = Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
-        let tcp = tcp_repr(TcpControl::Syn);
-        let ip = Ipv6Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-        let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
-        ip.emit(&mut p);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &src.into(),
-            &dst.into(),
-            &ChecksumCapabilities::default(),
-        );
+        let src = (Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1), 40000);
+        let dst = (Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), 80);
+        let buf = Segment::new(src, dst).control(TcpControl::Syn).build();
         assert!(matches!(
             classify(&buf, true),
             Classified::Tcp {

@@ -228,26 +228,17 @@ fn normalize_ipv6(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
+    use netstack_testkit::packets::{
+        ipv4_fragments, ipv6_fragments, udp_datagram, with_ipv6_extensions,
+    };
     use smoltcp::time::Duration;
+    use smoltcp::wire::{IpProtocol, Ipv4Address, Ipv6Address};
 
-    /// An IPv6 UDP packet whose fixed header is followed by `ext` (each `(next, body)` pair is
-    /// one extension header; bodies are padded to 8-byte units by the caller).
-    fn ipv6_with(ext: &[(u8, &[u8])], payload: &[u8]) -> Packet {
-        let first = ext.first().map_or(17, |&(nh, _)| nh);
-        let mut p = vec![0x60, 0, 0, 0, 0, 0, first, 64];
-        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-        for (i, &(_, body)) in ext.iter().enumerate() {
-            let next = ext.get(i + 1).map_or(17, |&(nh, _)| nh);
-            p.push(next);
-            p.push(((body.len() + 2) / 8 - 1) as u8);
-            p.extend_from_slice(body);
-        }
-        p.extend_from_slice(payload);
-        let len = (p.len() - 40) as u16;
-        p[4..6].copy_from_slice(&len.to_be_bytes());
-        p
+    /// A UDP/IPv6 datagram carrying `payload`, fd00::1 to fd00::2.
+    fn udp6(payload: &[u8]) -> Packet {
+        let src = (Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1), 1000);
+        let dst = (Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2), 53);
+        udp_datagram(src, dst, payload)
     }
 
     fn normalize_one(p: Packet) -> Normalized {
@@ -255,40 +246,41 @@ mod tests {
         normalize(p, Some(&mut r), Instant::ZERO)
     }
 
+    /// Six zero bytes: with the next-header and length fields, one 8-byte extension header
+    /// (Pad1 options; a routing header with no segment left).
+    const SIX: [u8; 6] = [0; 6];
+
     #[test]
     fn hop_by_hop_routing_and_destination_options_are_walked_and_removed() {
-        let payload = [1u8, 2, 3, 4, 5, 6, 7, 8];
-        let six = [0u8; 6]; // PadN-style filler: 2 + 6 = one 8-byte unit
-        let p = ipv6_with(
+        let plain = udp6(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let p = with_ipv6_extensions(
+            &plain,
             &[
-                (HOP_BY_HOP, &six),
-                (ROUTING, &six),
-                (DESTINATION_OPTIONS, &six),
+                (IpProtocol::HopByHop, &SIX),
+                (IpProtocol::Ipv6Route, &SIX),
+                (IpProtocol::Ipv6Opts, &SIX),
             ],
-            &payload,
         );
         match normalize_one(p) {
-            Normalized::Plain(out) => {
-                assert_eq!(out[6], 17, "the transport is now the next header");
-                assert_eq!(&out[4..6], &8u16.to_be_bytes());
-                assert_eq!(&out[40..], &payload);
-            }
+            Normalized::Plain(out) => assert_eq!(
+                out, plain,
+                "the transport follows the fixed header, whose length and next header say so"
+            ),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn endless_or_truncated_extension_chains_are_malformed() {
-        let six = [0u8; 6];
-        let chain: alloc::vec::Vec<(u8, &[u8])> = (0..MAX_EXTENSION_HEADERS + 2)
-            .map(|_| (DESTINATION_OPTIONS, &six[..]))
+        let chain: Vec<(IpProtocol, &[u8])> = (0..MAX_EXTENSION_HEADERS + 2)
+            .map(|_| (IpProtocol::Ipv6Opts, &SIX[..]))
             .collect();
         assert!(matches!(
-            normalize_one(ipv6_with(&chain, &[])),
+            normalize_one(with_ipv6_extensions(&udp6(&[]), &chain)),
             Normalized::Drop(DropReason::Malformed)
         ));
         // A header length pointing past the end of the packet.
-        let mut p = ipv6_with(&[(HOP_BY_HOP, &six)], &[]);
+        let mut p = with_ipv6_extensions(&udp6(&[]), &[(IpProtocol::HopByHop, &SIX)]);
         p[41] = 200;
         assert!(matches!(
             normalize_one(p),
@@ -298,10 +290,48 @@ mod tests {
 
     #[test]
     fn plain_packets_pass_through_untouched() {
-        let p = ipv6_with(&[], &[9u8; 8]);
+        let p = udp6(&[9u8; 8]);
         match normalize_one(p.clone()) {
             Normalized::Plain(out) => assert_eq!(out, p),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Feeds `fragments` last first to one reassembler; the whole datagram comes out of the
+    /// last call.
+    fn reassemble_in_reverse(fragments: Vec<Packet>) -> Packet {
+        let mut r = Reassembler::new(4, 1 << 16, Duration::from_secs(1));
+        let mut whole = None;
+        for f in fragments.into_iter().rev() {
+            assert!(whole.is_none(), "a datagram before its last fragment");
+            match normalize(f, Some(&mut r), Instant::ZERO) {
+                Normalized::Held => {}
+                Normalized::Reassembled(p) => whole = Some(p),
+                other => panic!("{other:?}"),
+            }
+        }
+        whole.expect("reassembled")
+    }
+
+    #[test]
+    fn fragments_cut_by_another_builder_reassemble_in_reverse_order() {
+        // Fragments the core did not make itself (the test kit cuts them): IPv6 ones behind a
+        // hop-by-hop header, which the core's own fragmenter never writes.
+        let payload: Vec<u8> = (0..3000u32).map(|i| (i * 11) as u8).collect();
+        let whole6 = udp6(&payload);
+        let fragments: Vec<Packet> = ipv6_fragments(&whole6, 1232, 0x1234)
+            .iter()
+            .map(|f| with_ipv6_extensions(f, &[(IpProtocol::HopByHop, &SIX)]))
+            .collect();
+        assert_eq!(reassemble_in_reverse(fragments), whole6);
+
+        let src = (Ipv4Address::new(198, 18, 0, 1), 1000);
+        let dst = (Ipv4Address::new(198, 18, 0, 2), 53);
+        let whole4 = udp_datagram(src, dst, &payload);
+        let out = reassemble_in_reverse(ipv4_fragments(&whole4, 1232, 0x1234));
+        let ip = Ipv4Packet::new_checked(&out[..]).expect("IPv4");
+        assert!(ip.verify_checksum());
+        assert!(!ip.more_frags() && ip.frag_offset() == 0);
+        assert_eq!(&out[20..], &whole4[20..]);
     }
 }

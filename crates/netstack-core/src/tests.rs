@@ -3,74 +3,25 @@
 
 extern crate std;
 
-use alloc::collections::VecDeque;
-use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::Cell;
 use core::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use netstack_testkit::packets::{tcp_info, tcp_syn, Segment};
+use netstack_testkit::{ManualTime, Peer, PEER_ADDR as PEER, TARGET_ADDR as TARGET};
 use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::{Clock, Config, Stack, TcpListener, TcpStream};
 
 /// A clock that only moves when the test says so.
 #[derive(Default)]
-struct ManualClock(Cell<i64>);
+struct ManualClock(ManualTime);
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
-        Instant::from_millis(self.0.get())
-    }
-}
-
-/// The peer's device: packets to and from the stack.
-#[derive(Default)]
-struct Wire {
-    to_stack: VecDeque<Vec<u8>>,
-    to_peer: VecDeque<Vec<u8>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx<'a>(&'a mut VecDeque<Vec<u8>>);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut p = vec![0u8; len];
-        let r = f(&mut p);
-        self.0.push_back(p);
-        r
-    }
-}
-
-impl phy::Device for Wire {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
-        let p = self.to_peer.pop_front()?;
-        Some((Rx(p), Tx(&mut self.to_stack)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        Some(Tx(&mut self.to_stack))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = 1500;
-        caps
+        self.0.now()
     }
 }
 
@@ -86,57 +37,10 @@ fn accept<'s>(stack: &'s LocalStack, cx: &mut Context<'_>) -> Poll<TcpStream<&'s
     }
 }
 
-struct Peer {
-    iface: Interface,
-    sockets: SocketSet<'static>,
-    wire: Wire,
-}
-
-const PEER: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
-const TARGET: Ipv4Address = Ipv4Address::new(93, 184, 216, 34);
-
-impl Peer {
-    fn new() -> Self {
-        let mut wire = Wire::default();
-        let mut iface = Interface::new(
-            IfaceConfig::new(HardwareAddress::Ip),
-            &mut wire,
-            Instant::ZERO,
-        );
-        iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(PEER), 8)).unwrap();
-        });
-        iface
-            .routes_mut()
-            .add_default_ipv4_route(Ipv4Address::new(10, 0, 0, 254))
-            .unwrap();
-        Peer {
-            iface,
-            sockets: SocketSet::new(Vec::new()),
-            wire,
-        }
-    }
-
-    fn connect(&mut self, local_port: u16, target: IpEndpoint) -> smoltcp::iface::SocketHandle {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 65536]),
-            tcp::SocketBuffer::new(vec![0; 65536]),
-        );
-        s.set_ack_delay(None);
-        s.connect(self.iface.context(), target, local_port).unwrap();
-        self.sockets.add(s)
-    }
-
-    fn socket(&mut self, h: smoltcp::iface::SocketHandle) -> &mut tcp::Socket<'static> {
-        self.sockets.get_mut::<tcp::Socket>(h)
-    }
-}
-
 /// Moves packets both ways and runs both sides until nothing moves.
 fn settle(stack: &LocalStack, peer: &mut Peer, cx: &mut Context<'_>) {
     for _ in 0..10_000 {
-        let now = stack.clock().now();
-        peer.iface.poll(now, &mut peer.wire, &mut peer.sockets);
+        peer.poll(stack.clock().now());
         let mut moved = false;
         while let Some(p) = peer.wire.to_stack.pop_front() {
             stack.push_ingress(p).unwrap();
@@ -160,7 +64,7 @@ fn handshake_data_half_close_and_reap_without_an_executor() {
     let mut peer = Peer::new();
     let mut cx = Context::from_waker(Waker::noop());
     let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 443);
-    let h = peer.connect(40000, target);
+    let h = peer.connect(40000, target, 65536);
 
     // Nothing is accepted before the handshake completes.
     assert!(accept(&stack, &mut cx).is_pending());
@@ -189,14 +93,12 @@ fn handshake_data_half_close_and_reap_without_an_executor() {
     assert_eq!(conn.poll_write(&mut cx, b"reply"), Poll::Ready(Ok(5)));
     conn.shutdown_write().unwrap();
     settle(&stack, &mut peer, &mut cx);
-    let mut got = [0u8; 16];
-    let n = peer.socket(h).recv_slice(&mut got).unwrap();
-    assert_eq!(&got[..n], b"reply");
+    assert_eq!(peer.read_all(h), b"reply");
     assert!(!peer.socket(h).may_recv(), "peer saw the stack's FIN");
 
     // Dropping the handle lets the core reap the connection.
     drop(conn);
-    stack.clock().0.set(1_000);
+    stack.clock().0.set(Instant::from_millis(1_000));
     settle(&stack, &mut peer, &mut cx);
     let stats = stack.stats();
     assert_eq!(
@@ -214,10 +116,9 @@ fn half_open_connection_expires_under_simulated_time() {
     let mut peer = Peer::new();
     let mut cx = Context::from_waker(Waker::noop());
     let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 80);
-    peer.connect(40001, target);
+    peer.connect(40001, target, 65536);
     // Deliver the SYN but lose everything the stack answers.
-    peer.iface
-        .poll(Instant::ZERO, &mut peer.wire, &mut peer.sockets);
+    peer.poll(Instant::ZERO);
     while let Some(p) = peer.wire.to_stack.pop_front() {
         stack.push_ingress(p).unwrap();
     }
@@ -229,7 +130,7 @@ fn half_open_connection_expires_under_simulated_time() {
     );
     while stack.poll_egress(&mut cx).is_ready() {}
 
-    stack.clock().0.set(3_001);
+    stack.clock().0.set(Instant::from_millis(3_001));
     let status = stack.poll_runner(&mut cx);
     let stats = stack.stats();
     assert_eq!(stats.tcp.syn_received, 0, "{stats}");
@@ -257,7 +158,7 @@ fn every_packet_source_waiting_for_ingress_room_is_woken() {
     // once; a single waker slot would forget one of them and stall it forever.
     let stack = LocalStack::new(Config::default().ingress_queue(1), ManualClock::default());
     // A TCP segment waits in the ingress queue for the runner (other packets do not).
-    let segment = crate::classify::tests::ipv4_tcp(smoltcp::wire::TcpControl::Syn);
+    let segment = tcp_syn((PEER, 40000), (TARGET, 80), 1);
     stack.push_ingress(segment).unwrap();
     let (a, waker_a) = counting_waker();
     let (b, waker_b) = counting_waker();
@@ -295,7 +196,7 @@ fn async_echo_runs_on_a_hand_written_executor_under_simulated_time() {
     let stack = LocalStack::new(Config::default(), ManualClock::default());
     let peer = core::cell::RefCell::new(Peer::new());
     let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 7);
-    let h = peer.borrow_mut().connect(40002, target);
+    let h = peer.borrow_mut().connect(40002, target, 65536);
     let echoed = core::cell::RefCell::new(Vec::new());
 
     let app = async {
@@ -323,8 +224,7 @@ fn async_echo_runs_on_a_hand_written_executor_under_simulated_time() {
     run_tasks(alloc::vec![alloc::boxed::Box::pin(app)], || {
         // The "network" and the clock: 1 ms of simulated time per round.
         let mut peer = peer.borrow_mut();
-        let now = stack.clock().now();
-        stack.clock().0.set(now.total_millis() + 1);
+        stack.clock().0.advance(Duration::from_millis(1));
         settle(&stack, &mut peer, &mut Context::from_waker(Waker::noop()));
         let socket = peer.socket(h);
         if !closed && socket.state() == tcp::State::Established {
@@ -333,10 +233,7 @@ fn async_echo_runs_on_a_hand_written_executor_under_simulated_time() {
             socket.close();
             closed = true;
         }
-        let mut chunk = [0u8; 64];
-        while let Ok(n @ 1..) = socket.recv_slice(&mut chunk) {
-            echoed.borrow_mut().extend_from_slice(&chunk[..n]);
-        }
+        echoed.borrow_mut().extend(peer.read_all(h));
     });
     // Deliver the stack's last segments (the echo and its FIN) to the peer.
     settle(
@@ -344,26 +241,21 @@ fn async_echo_runs_on_a_hand_written_executor_under_simulated_time() {
         &mut peer.borrow_mut(),
         &mut Context::from_waker(Waker::noop()),
     );
-    let mut chunk = [0u8; 64];
     let mut peer = peer.borrow_mut();
-    while let Ok(n @ 1..) = peer.socket(h).recv_slice(&mut chunk) {
-        echoed.borrow_mut().extend_from_slice(&chunk[..n]);
-    }
+    echoed.borrow_mut().extend(peer.read_all(h));
     assert_eq!(&echoed.borrow()[..], b"hello, executor");
     assert!(!peer.socket(h).may_recv(), "the stack's FIN arrived");
 }
 
 #[test]
 fn ack_on_a_segment_beyond_a_zero_window_is_not_ignored() {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr};
     // A tiny receive buffer that the peer fills, so the stack's window is zero.
     let config = Config::default().tcp_rx_buffer(1024).tcp_tx_buffer(4096);
     let stack = LocalStack::new(config, ManualClock::default());
     let mut peer = Peer::new();
     let mut cx = Context::from_waker(Waker::noop());
     let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 9);
-    let h = peer.connect(40003, target);
+    let h = peer.connect(40003, target, 65536);
     settle(&stack, &mut peer, &mut cx);
     let conn = match accept(&stack, &mut cx) {
         Poll::Ready(c) => c,
@@ -376,48 +268,22 @@ fn ack_on_a_segment_beyond_a_zero_window_is_not_ignored() {
     let _ = stack.poll_runner(&mut cx);
     let mut data_segment = None;
     while let Poll::Ready(p) = stack.poll_egress(&mut cx) {
-        let ip = Ipv4Packet::new_checked(&p[..]).unwrap();
-        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-        if tcp.payload().len() == 100 {
-            data_segment = Some((tcp.seq_number(), tcp.ack_number()));
+        let tcp = tcp_info(&p).expect("a TCP segment");
+        if tcp.payload_len == 100 {
+            data_segment = Some((tcp.seq, tcp.ack.expect("an ACK")));
         }
     }
     let (seq, ack) = data_segment.expect("the stack sent the application's data");
     assert_eq!(conn.send_queue(), 100);
     // The peer acknowledges it on a pure ACK whose sequence number lies 4 bytes beyond the
     // stack's (zero) window, as Linux does after sending into a window that was then shrunk.
-    let repr = TcpRepr {
-        src_port: 40003,
-        dst_port: 9,
-        control: TcpControl::None,
-        seq_number: ack + 4,
-        ack_number: Some(seq + 100),
-        window_len: 1000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload: &[],
+    let segment = Segment {
+        seq: ack + 4,
+        ack: Some(seq + 100),
+        window: 1000,
+        ..Segment::new((PEER, 40003), (TARGET, 9))
     };
-    let ip = Ipv4Repr {
-        src_addr: PEER,
-        dst_addr: TARGET,
-        next_header: IpProtocol::Tcp,
-        payload_len: repr.buffer_len(),
-        hop_limit: 64,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; ip.buffer_len() + repr.buffer_len()];
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut p, &caps);
-    repr.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &PEER.into(),
-        &TARGET.into(),
-        &caps,
-    );
-    stack.push_ingress(buf).unwrap();
+    stack.push_ingress(segment.build()).unwrap();
     let _ = stack.poll_runner(&mut cx);
     assert_eq!(
         conn.send_queue(),
