@@ -295,48 +295,13 @@ fn a_datagram_answered_with_port_unreachable_fails_the_clients_connected_socket(
     });
 }
 
-/// A TCP segment with only the ACK flag from `src` to `dst` (IPv4), as a forged-ACK flood
-/// sends them.
+/// A TCP segment with only the ACK flag, as a forged-ACK flood sends them.
 fn forged_ack(src: SocketAddr, dst: SocketAddr, seq: u32, ack: u32) -> Vec<u8> {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    };
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
-        panic!("IPv4 only")
-    };
-    let tcp = TcpRepr {
-        src_port: src.port(),
-        dst_port: dst.port(),
-        control: TcpControl::None,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: Some(TcpSeqNumber(ack as i32)),
-        window_len: 502,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
-        payload: &[],
-    };
-    let ip = Ipv4Repr {
-        src_addr: s,
-        dst_addr: d,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-    let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-    ip.emit(&mut p, &caps);
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &s.into(),
-        &d.into(),
-        &caps,
-    );
-    buf
+    netstack_testkit::packets::Segment::new(src, dst)
+        .seq(seq as i32)
+        .ack(ack as i32)
+        .window(502)
+        .build()
 }
 
 /// Fills the SYN backlog with `n` spoofed SYNs that never complete (from 198.18.200.x, which
@@ -349,7 +314,7 @@ async fn fill_backlog(fx: &Fixture, n: u16) {
             std::net::Ipv4Addr::new(198, 18, 200, (i % 250) as u8).into(),
             20_000 + i,
         );
-        let syn = netstack_tests::fixture::craft_syn(
+        let syn = netstack_testkit::packets::tcp_syn(
             src,
             SocketAddr::new(STACK_V4.into(), 80),
             i32::from(i),
@@ -479,7 +444,9 @@ fn syn_cookie_connections_arrive_established_when_requests_are_on() {
 }
 
 /// 100,000 forged ACKs to random ports while cookies are in use create no connection, and
-/// cost bounded work: each is one cookie check and a RST.
+/// cost bounded work: each is one cookie check and a RST. (A forged ACK passes with the chance
+/// of guessing a 24-bit MAC, checked against two epochs: 2 × 100,000 / 2^24 = 1.2 % that one
+/// of them does, as with Linux's cookies; the test allows that one, and fails on more.)
 #[test]
 fn a_forged_ack_flood_creates_no_connection() {
     use futures::SinkExt;
@@ -522,9 +489,10 @@ fn a_forged_ack_flood_creates_no_connection() {
         let s =
             netstack_tests::fixture::wait_for(&fx.stack, LIMIT, |s| s.ingress_queued == 0).await;
         eprintln!("100,000 forged ACKs in {took:?}: {s}");
-        assert_eq!(s.tcp.syn_cookies_accepted, 1, "only the real one: {s}");
-        assert!(s.tcp.syn_cookies_invalid >= 99_000, "{s}");
-        assert_eq!(s.tcp.open + s.tcp.accept_pending, 1, "{s}");
+        let forged = s.tcp.syn_cookies_accepted - 1; // the real one
+        assert!(forged <= 1, "{forged} forged ACKs passed as cookies: {s}");
+        assert!(s.tcp.syn_cookies_invalid >= 99_999, "{s}");
+        assert!(s.tcp.open + s.tcp.accept_pending <= 1 + forged, "{s}");
         drop(client);
     });
 }
