@@ -94,7 +94,12 @@ async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<
             }
         }
     };
-    drop((pump_in, pump_out, udp_relay)); // cancels the pumps and the UDP relay
+    // Stop the pumps and the UDP relay, and let go of the device before exiting, as
+    // `tun_forward` does (an adopted descriptor stays open: the device only borrows it).
+    pump_in.cancel().await;
+    pump_out.cancel().await;
+    udp_relay.cancel().await;
+    drop(tun);
     eprintln!("{}", stats.stats());
     Ok(exit)
 }
