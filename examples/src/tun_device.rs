@@ -25,7 +25,7 @@
 //! nothing to read or no room; the wrappers wait on their reactor and retry. Windows has no
 //! descriptor to register with a reactor: there the device is tun-rs's `AsyncDevice` (which waits
 //! on wintun's read event in the `blocking` thread pool, whatever the executor), and both
-//! wrappers use its async methods ([`Device::recv`], [`Device::recv_batch`], [`Device::send`]).
+//! wrappers use its async methods (`Device::recv`, `recv_batch` and `send`, Windows only).
 //!
 //! A device created here lives in the network namespace of the calling thread (Linux), which
 //! lets tests create devices inside a private namespace entered with `unshare(CLONE_NEWNET)`.
@@ -233,23 +233,28 @@ impl Device {
     /// # Errors
     /// `WouldBlock` if no packet is ready; the device's read error.
     pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        if self.offload {
+            return self.try_recv_offload(buf);
+        }
+        self.recv_plain(buf)
+    }
+
+    /// [`Device::try_recv`] with offload framing: the header into a buffer of its own.
+    #[cfg(target_os = "linux")]
+    fn try_recv_offload(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            #[cfg(target_os = "linux")]
-            if self.offload {
-                let mut hdr = [0u8; VNET_HDR_LEN];
-                let n = self.raw.sync().recv_vectored(&mut [
-                    io::IoSliceMut::new(&mut hdr),
-                    io::IoSliceMut::new(buf),
-                ])?;
-                match n.checked_sub(VNET_HDR_LEN) {
-                    Some(n) if self.finish(&hdr, &mut buf[..n]) => return Ok(n),
-                    _ => {
-                        self.offload_drops.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
+            let mut hdr = [0u8; VNET_HDR_LEN];
+            let n = self
+                .raw
+                .sync()
+                .recv_vectored(&mut [io::IoSliceMut::new(&mut hdr), io::IoSliceMut::new(buf)])?;
+            match n.checked_sub(VNET_HDR_LEN) {
+                Some(n) if self.finish(&hdr, &mut buf[..n]) => return Ok(n),
+                _ => {
+                    self.offload_drops.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            return self.recv_plain(buf);
         }
     }
 
