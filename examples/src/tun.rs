@@ -146,13 +146,18 @@ impl Tun {
     /// # Errors
     /// The device's write error (for example a packet the kernel refuses).
     pub async fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        // Not `AsyncFd::async_io`: that also spends tokio's cooperative budget on every write,
+        // making the egress pump yield every 128 packets.
         #[cfg(unix)]
-        return self
-            .io
-            .async_io(Interest::WRITABLE, |device| device.try_send(packet))
-            .await;
+        loop {
+            let mut guard = self.io.writable().await?;
+            match guard.try_io(|io| io.get_ref().try_send(packet)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
         #[cfg(windows)]
-        return self.io.send(packet).await;
+        self.io.send(packet).await
     }
 
     /// Polls for one packet into `buf` (see [`Tun::recv`]), for `AsyncRead`-style adapters.
