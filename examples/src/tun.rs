@@ -6,7 +6,7 @@
 //! [`Tun::recv_many`] reads every packet that is ready, in one readiness wait. All methods take
 //! `&self`, so one device can be shared between a reading task and a writing task through an
 //! [`Arc<Tun>`](std::sync::Arc). A [`Tun`] dereferences to its [`Device`] for the name, the MTU
-//! and the offload state.
+//! and the offload state (and, on Unix, its descriptor: `Device` is `AsRawFd` and `AsFd`).
 //!
 //! [`Tun::create_with_offload`] also turns on the Linux device's offloads (`IFF_VNET_HDR`,
 //! `TUNSETOFFLOAD` with checksum and TCP segmentation offload, see [`crate::offload`]): the
@@ -200,13 +200,6 @@ impl Deref for Tun {
         return self.io.get_ref();
         #[cfg(windows)]
         return &self.io;
-    }
-}
-
-#[cfg(unix)]
-impl std::os::fd::AsRawFd for Tun {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.as_raw_fd()
     }
 }
 

@@ -111,10 +111,3 @@ impl Deref for AsyncIoTun {
         return &self.io;
     }
 }
-
-#[cfg(unix)]
-impl std::os::fd::AsRawFd for AsyncIoTun {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.io.as_raw_fd()
-    }
-}
