@@ -128,20 +128,7 @@ impl Device {
     pub fn create(name: &str, mtu: u32, offload: bool) -> io::Result<Device> {
         let context = |e: io::Error| io::Error::new(e.kind(), format!("TUN device {name:?}: {e}"));
         let raw = open(name, mtu, offload).map_err(context)?;
-        #[cfg(any(
-            target_os = "linux",
-            target_os = "macos",
-            target_os = "freebsd",
-            windows
-        ))]
-        let name = raw_device_name(&raw).unwrap_or_else(|_| name.to_string());
-        #[cfg(not(any(
-            target_os = "linux",
-            target_os = "macos",
-            target_os = "freebsd",
-            windows
-        )))]
-        let name = name.to_string();
+        let name = interface_name(&raw).unwrap_or_else(|| name.to_string());
         Ok(Device::new(raw, name, mtu, offload))
     }
 
@@ -168,10 +155,7 @@ impl Device {
         let dev = unsafe { tun_rs::BorrowedSyncDevice::borrow_raw(fd) }.map_err(context)?;
         dev.set_nonblocking(true).map_err(context)?;
         let raw = Raw::Borrowed(dev);
-        #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
-        let name = raw_device_name(&raw).unwrap_or_else(|_| format!("fd {fd}"));
-        #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "freebsd")))]
-        let name = format!("fd {fd}");
+        let name = interface_name(&raw).unwrap_or_else(|| format!("fd {fd}"));
         Ok(Device::new(raw, name, mtu, false))
     }
 
@@ -475,18 +459,22 @@ fn open(_name: &str, _mtu: u32, _offload: bool) -> io::Result<Raw> {
     ))
 }
 
-/// The interface name tun-rs reports.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "macos",
-    target_os = "freebsd",
-    windows
-))]
-fn raw_device_name(raw: &Raw) -> io::Result<String> {
-    #[cfg(unix)]
-    return raw.sync().name();
+/// The interface name tun-rs reports, where it can tell (not on Android and iOS).
+fn interface_name(raw: &Raw) -> Option<String> {
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    return raw.sync().name().ok();
     #[cfg(windows)]
-    return raw.name();
+    return raw.name().ok();
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "freebsd",
+        windows
+    )))]
+    {
+        let _ = raw;
+        None
+    }
 }
 
 /// The two system calls tun-rs has no public form for.
