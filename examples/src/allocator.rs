@@ -18,15 +18,34 @@
 //!
 //! The price is one `mmap` and one `munmap` per buffer, i.e. per connection set-up and close.
 //!
+//! It needs Linux's `mremap`; elsewhere (Android's libc has no `mremap` binding, macOS, iOS,
+//! FreeBSD, Windows) the forwarders use the system allocator: [`ForwarderAllocator`] is the
+//! one for the target.
+//!
 //! ```ignore
 //! #[global_allocator]
-//! static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
-//!     netstack_examples::allocator::PageMappedLargeAllocs;
+//! static ALLOC: netstack_examples::allocator::ForwarderAllocator =
+//!     netstack_examples::allocator::FORWARDER_ALLOCATOR;
 //! ```
 
 #![allow(unsafe_code)]
 
+#[cfg(target_os = "linux")]
 use std::alloc::{GlobalAlloc, Layout, System};
+
+/// The global allocator of the forwarders on this target: [`PageMappedLargeAllocs`] on Linux.
+#[cfg(target_os = "linux")]
+pub type ForwarderAllocator = PageMappedLargeAllocs;
+/// The global allocator of the forwarders on this target: the system allocator off Linux.
+#[cfg(not(target_os = "linux"))]
+pub type ForwarderAllocator = std::alloc::System;
+
+/// The value of [`ForwarderAllocator`], for `#[global_allocator]`.
+#[cfg(target_os = "linux")]
+pub const FORWARDER_ALLOCATOR: ForwarderAllocator = PageMappedLargeAllocs;
+/// The value of [`ForwarderAllocator`], for `#[global_allocator]`.
+#[cfg(not(target_os = "linux"))]
+pub const FORWARDER_ALLOCATOR: ForwarderAllocator = std::alloc::System;
 
 /// Allocations at least this large get pages of their own: above the largest packet buffer
 /// (64 KiB), so per-packet allocations stay on the system allocator's fast path, and below
@@ -52,18 +71,22 @@ pub fn keep_small_frees() {
     }
 }
 
+#[cfg(target_os = "linux")]
 /// Page size assumed for alignment: `mmap` returns page-aligned memory, so any alignment up to
 /// this is met (larger alignments go to the system allocator).
 const PAGE: usize = 4096;
 
+#[cfg(target_os = "linux")]
 /// The global allocator described in the [module documentation](self).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PageMappedLargeAllocs;
 
+#[cfg(target_os = "linux")]
 fn is_large(layout: &Layout) -> bool {
     layout.size() >= LARGE && layout.align() <= PAGE
 }
 
+#[cfg(target_os = "linux")]
 /// Maps `size` bytes of zeroed, private, anonymous memory; null on failure.
 fn map(size: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping at an address of the kernel's choice touches no
@@ -85,6 +108,7 @@ fn map(size: usize) -> *mut u8 {
     }
 }
 
+#[cfg(target_os = "linux")]
 // SAFETY: every large block is a mapping of exactly `layout.size()` bytes made by `map`, only
 // ever unmapped or remapped with that same size (GlobalAlloc guarantees `dealloc`/`realloc`
 // get the layout it was allocated with); page alignment satisfies any `align <= PAGE`; small
@@ -156,6 +180,7 @@ unsafe impl GlobalAlloc for PageMappedLargeAllocs {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[cfg(test)]
 mod tests {
     use super::*;

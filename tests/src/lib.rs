@@ -23,6 +23,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub mod fd_handover;
 pub mod fixture;
 pub mod flavors;
 pub mod impair;

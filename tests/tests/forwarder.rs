@@ -3,13 +3,19 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use netstack_tests::fd_handover::hand_over;
 use netstack_tests::fixture::assert_same_bytes;
-use netstack_tests::{enter_new_netns, ip, pattern, tun_forward_binary, tun_forward_smol_binary};
+use netstack_tests::{
+    configure_kernel_side, enter_new_netns, ip, pattern, tun_forward_binary,
+    tun_forward_smol_binary, Tun,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -26,6 +32,68 @@ impl Drop for ChildGuard {
             let _ = child.wait();
         }
     }
+}
+
+/// Spawns `cmd` with stdout and stderr piped and waits for its first line, which must be
+/// `ready`.
+fn spawn_ready(mut cmd: Command) -> ChildGuard {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the forwarder");
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard(Some(child));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the forwarder printed nothing")
+        .unwrap();
+    assert_eq!(first, "ready");
+    guard
+}
+
+/// Waits up to `limit` for the forwarder to exit (`after`: what should have made it exit);
+/// returns its status and stderr.
+fn wait_exit(mut guard: ChildGuard, limit: Duration, after: &str) -> (ExitStatus, String) {
+    let mut child = guard.0.take().unwrap();
+    let pid = child.id().to_string();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = stderr_pipe.read_to_string(&mut stderr);
+        stderr
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait().map(|s| (s, child)));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok((status, _reaped))) => (status, reader.join().unwrap()),
+        Ok(Err(e)) => panic!("waiting for the forwarder: {e}"),
+        Err(_) => {
+            // The child moved to the waiting thread: stop it by its PID from here.
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the forwarder did not exit within {limit:?} after {after}")
+        }
+    }
+}
+
+/// Stops the forwarder with SIGINT; returns its status and stderr.
+fn interrupt(guard: ChildGuard) -> (ExitStatus, String) {
+    let pid = guard.0.as_ref().unwrap().id();
+    // Signal only the process this test started.
+    let status = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_exit(guard, Duration::from_secs(10), "SIGINT")
 }
 
 /// A kernel echo server on loopback: the relay's target.
@@ -58,6 +126,25 @@ async fn echo_through(addr: SocketAddr, data: Vec<u8>) {
     assert_same_bytes(&got, &data, &format!("echo via {addr}"));
 }
 
+/// Relays `len` bytes each way through a forwarder redirecting to 127.0.0.1, once over IPv4
+/// and once over IPv6, with a kernel echo server on 127.0.0.1:9000 (on a runtime of its own,
+/// in the calling thread's namespace).
+fn echo_v4_and_v6(len: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        kernel_echo_server("127.0.0.1:9000".parse().unwrap()).await;
+        timeout(LIMIT, async {
+            echo_through("198.19.0.10:9000".parse().unwrap(), pattern(1, len)).await;
+            echo_through("[fd00::10]:9000".parse().unwrap(), pattern(2, len)).await;
+        })
+        .await
+        .expect("relay timed out");
+    });
+}
+
 /// What the packet sizes through the forwarder must show.
 #[derive(Clone, Copy)]
 enum Segments {
@@ -82,71 +169,19 @@ fn forward_round_trip(
 ) {
     std::thread::spawn(move || {
         enter_new_netns().expect("new network namespace");
-        let binary = binary();
-        let child = Command::new(&binary)
-            .args(["--tun", "tunf", "--mtu", &mtu.to_string()])
+        let mut cmd = Command::new(binary());
+        cmd.args(["--tun", "tunf", "--mtu", &mtu.to_string()])
             .args(["--redirect", "127.0.0.1"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tun_forward");
-        let mut guard = ChildGuard(Some(child));
-        let child = guard.0.as_mut().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let _ = tx.send(line);
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("tun_forward printed nothing")
-            .unwrap();
-        assert_eq!(first, "ready");
-        ip(&["addr", "add", "198.18.0.1/15", "dev", "tunf"]).unwrap();
-        ip(&["-6", "addr", "add", "fd00::1/64", "dev", "tunf", "nodad"]).unwrap();
-        ip(&["link", "set", "tunf", "up"]).unwrap();
+            .args(extra);
+        let guard = spawn_ready(cmd);
+        configure_kernel_side("tunf").unwrap();
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            kernel_echo_server("127.0.0.1:9000".parse().unwrap()).await;
-            timeout(LIMIT, async {
-                echo_through("198.19.0.10:9000".parse().unwrap(), pattern(1, len)).await;
-                echo_through("[fd00::10]:9000".parse().unwrap(), pattern(2, len)).await;
-            })
-            .await
-            .expect("relay timed out");
-        });
-
-        let pid = i32::try_from(child.id()).unwrap();
-        // Signal only the process this test started.
-        let status = Command::new("kill")
-            .args(["-INT", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut child = guard.0.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait().map(|s| (s, child)));
-        });
-        let (status, mut child) = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("tun_forward did not exit on SIGINT")
-            .unwrap();
-        assert!(status.success(), "tun_forward exited with {status}");
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        echo_v4_and_v6(len);
+        let (status, stderr) = interrupt(guard);
+        assert!(
+            status.success(),
+            "tun_forward exited with {status}: {stderr}"
+        );
         assert!(stderr.contains("packets: in"), "counters missing: {stderr}");
         assert!(
             stderr.contains("accepted 2"),
@@ -229,7 +264,7 @@ fn tun_forward_smol_relays_v4_and_v6_at_mtu_1500() {
 /// `tun_forward` running in the calling thread's (fresh) namespace with the link configured.
 struct Forwarder {
     /// Kills the forwarder when the test ends.
-    _child: ChildGuard,
+    child: ChildGuard,
 }
 
 impl Forwarder {
@@ -242,30 +277,11 @@ impl Forwarder {
     /// As [`Forwarder::start`], for the forwarder binary at `binary`.
     fn start_binary(binary: PathBuf, args: &[&str]) -> Forwarder {
         enter_new_netns().expect("new network namespace");
-        let mut child = Command::new(binary)
-            .args(["--tun", "tunf"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tun_forward");
-        let stdout = child.stdout.take().unwrap();
-        let guard = ChildGuard(Some(child));
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let _ = tx.send(line);
-            }
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("no ready")
-            .unwrap();
-        assert_eq!(first, "ready");
-        ip(&["addr", "add", "198.18.0.1/15", "dev", "tunf"]).unwrap();
-        ip(&["-6", "addr", "add", "fd00::1/64", "dev", "tunf", "nodad"]).unwrap();
-        ip(&["link", "set", "tunf", "up"]).unwrap();
-        Forwarder { _child: guard }
+        let mut cmd = Command::new(binary);
+        cmd.args(["--tun", "tunf"]).args(args);
+        let child = spawn_ready(cmd);
+        configure_kernel_side("tunf").unwrap();
+        Forwarder { child }
     }
 }
 
@@ -350,4 +366,113 @@ fn tun_forward_icmp_forward_reports_the_real_result() {
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     }
+}
+
+/// Deleting the forwarder's interface under it makes its device reads fail (`EBADFD`): the
+/// forwarder must say so and exit with status 1 instead of living on without a device.
+fn exits_when_its_interface_is_deleted(binary: fn() -> PathBuf, name: &'static str) {
+    std::thread::spawn(move || {
+        let fwd = Forwarder::start_binary(binary(), &["--redirect", "127.0.0.1"]);
+        // It forwards before the deletion: the exit below is the deletion's doing.
+        echo_v4_and_v6(64 << 10);
+        ip(&["link", "del", "tunf"]).unwrap();
+        let (status, stderr) = wait_exit(
+            fwd.child,
+            Duration::from_secs(10),
+            "its interface was deleted",
+        );
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{name} exited with {status}: {stderr}"
+        );
+        let said = format!("{name}: reading TUN device tunf failed");
+        assert!(stderr.contains(&said), "expected {said:?} in: {stderr}");
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+#[test]
+fn tun_forward_exits_non_zero_when_its_interface_is_deleted() {
+    exits_when_its_interface_is_deleted(tun_forward_binary, "tun_forward");
+}
+
+#[test]
+fn tun_forward_smol_exits_non_zero_when_its_interface_is_deleted() {
+    exits_when_its_interface_is_deleted(tun_forward_smol_binary, "tun_forward_smol");
+}
+
+/// The device comes from the test, as Android's VpnService hands one to an app: the test opens
+/// TUN device `tunh` itself and hands its descriptor to the forwarder (`--tun-fd`) under a
+/// seccomp filter that kills the forwarder if it ever closes it (see
+/// `netstack_tests::fd_handover`). The forwarder relays through it and exits normally on
+/// SIGINT, so it never closed the descriptor; afterwards the test's own descriptor still
+/// drives the device: the interface exists and a datagram the kernel routes into it is read.
+fn drives_a_handed_over_fd(binary: fn() -> PathBuf) {
+    std::thread::spawn(move || {
+        enter_new_netns().expect("new network namespace");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let tun = {
+            let _reactor = runtime.enter();
+            Tun::create("tunh", 1500).expect("create tunh")
+        };
+        let fd = tun.as_raw_fd();
+        let mut cmd = Command::new(binary());
+        cmd.args(["--tun-fd", &fd.to_string(), "--mtu", "1500"])
+            .args(["--redirect", "127.0.0.1"]);
+        hand_over(&mut cmd, fd);
+        let guard = spawn_ready(cmd);
+        configure_kernel_side("tunh").unwrap();
+        echo_v4_and_v6(1 << 20);
+
+        let (status, stderr) = interrupt(guard);
+        assert_ne!(
+            status.signal(),
+            Some(libc::SIGSYS),
+            "the forwarder closed the descriptor it was handed: {stderr}"
+        );
+        assert!(
+            status.success(),
+            "the forwarder exited with {status}: {stderr}"
+        );
+        assert!(
+            stderr.contains("accepted 2"),
+            "expected two relayed flows: {stderr}"
+        );
+
+        ip(&["link", "show", "tunh"]).expect("the interface outlives the forwarder");
+        runtime.block_on(async {
+            let sock = std::net::UdpSocket::bind("198.18.0.1:0").unwrap();
+            sock.send_to(b"still mine", "198.19.0.77:9999").unwrap();
+            let mut buf = vec![0u8; 2048];
+            let arrived = timeout(Duration::from_secs(5), async {
+                loop {
+                    let n = tun.recv(&mut buf).await.expect("reading the test's own fd");
+                    // Skip what else the kernel sends (IPv6 neighbour discovery, MLD).
+                    if n > 28 && buf[0] >> 4 == 4 && buf[9] == 17 {
+                        return buf[28..n].to_vec();
+                    }
+                }
+            })
+            .await
+            .expect("no datagram on the test's own descriptor within 5 s");
+            assert_eq!(arrived, b"still mine");
+        });
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
+
+#[test]
+fn tun_forward_drives_a_handed_over_fd_and_never_closes_it() {
+    drives_a_handed_over_fd(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_drives_a_handed_over_fd_and_never_closes_it() {
+    drives_a_handed_over_fd(tun_forward_smol_binary);
 }

@@ -1,10 +1,14 @@
-//! `cargo xtask cross`: builds the libraries for every platform the project supports.
+//! `cargo xtask cross`: builds the libraries, and checks the forwarders, for every platform the
+//! project supports.
 //!
 //! For each target it runs `rustup target add`, then `cargo build --lib -p <crate> --target
-//! <target>` for the core and both adapters (the core alone on the bare-metal targets), and
-//! prints a table target × crate × result. A library build compiles every dependency but links
-//! nothing, so no C toolchain or platform SDK is needed; a row that fails anyway says why.
-//! Exits nonzero if any row failed.
+//! <target>` for the core and both adapters (the core alone on the bare-metal targets), and on
+//! the forwarders' platforms `cargo check -p netstack-examples --bins --target <target>`
+//! (`tun_forward` and `tun_forward_smol` with their TUN device: tun-rs on macOS, iOS, Android,
+//! FreeBSD and Windows), and prints a table target × crate × result. A library build compiles
+//! every dependency but links nothing, and a check does not even generate code, so no C
+//! toolchain or platform SDK is needed; a row that fails anyway says why. Exits nonzero if any
+//! row failed.
 
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -29,6 +33,82 @@ const NO_STD_TARGETS: &[&str] = &["thumbv7em-none-eabihf", "riscv32imac-unknown-
 /// The library crates built on `std` targets.
 const STD_CRATES: &[&str] = &["netstack-core", "netstack-tokio", "netstack-smol"];
 
+/// Targets on which the forwarders (the examples' binaries) must check, besides the Linux host
+/// that builds and tests them.
+const EXAMPLE_TARGETS: &[&str] = &[
+    "x86_64-apple-darwin",
+    "aarch64-apple-darwin",
+    "x86_64-pc-windows-msvc",
+    "aarch64-linux-android",
+    "aarch64-apple-ios",
+    "x86_64-unknown-freebsd",
+];
+
+/// One cargo run of the plan.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// `cargo build --lib -p <crate>`.
+    Lib(&'static str),
+    /// `cargo check -p netstack-examples --bins`.
+    ExampleBins,
+}
+
+impl Step {
+    /// The crate column of the table.
+    fn label(self) -> &'static str {
+        match self {
+            Step::Lib(krate) => krate,
+            Step::ExampleBins => "netstack-examples (bins)",
+        }
+    }
+
+    /// Cargo's arguments for `target`.
+    fn args(self, target: &str) -> Vec<&str> {
+        match self {
+            Step::Lib(krate) => vec!["build", "--lib", "-p", krate, "--target", target],
+            Step::ExampleBins => vec![
+                "check",
+                "-p",
+                "netstack-examples",
+                "--bins",
+                "--target",
+                target,
+            ],
+        }
+    }
+}
+
+/// Every target with its steps, in a stable order: libraries first, the examples' targets
+/// that build no library last.
+fn full_plan() -> Vec<(&'static str, Vec<Step>)> {
+    let libs = |target: &str| -> Vec<Step> {
+        if STD_TARGETS.contains(&target) {
+            STD_CRATES.iter().map(|k| Step::Lib(k)).collect()
+        } else if NO_STD_TARGETS.contains(&target) {
+            vec![Step::Lib(STD_CRATES[0])]
+        } else {
+            Vec::new()
+        }
+    };
+    let mut targets: Vec<&'static str> =
+        STD_TARGETS.iter().chain(NO_STD_TARGETS).copied().collect();
+    for target in EXAMPLE_TARGETS {
+        if !targets.contains(target) {
+            targets.push(target);
+        }
+    }
+    targets
+        .into_iter()
+        .map(|target| {
+            let mut steps = libs(target);
+            if EXAMPLE_TARGETS.contains(&target) {
+                steps.push(Step::ExampleBins);
+            }
+            (target, steps)
+        })
+        .collect()
+}
+
 /// Command line of `cargo xtask cross`.
 #[derive(Debug, Args)]
 pub struct CrossArgs {
@@ -47,44 +127,44 @@ struct Row {
 
 /// Installs the targets, builds every (target, crate) pair, prints the table.
 pub fn run(args: CrossArgs) -> Result<(), String> {
-    let plan: Vec<(&str, &[&str])> = STD_TARGETS
-        .iter()
-        .map(|t| (*t, STD_CRATES))
-        .chain(NO_STD_TARGETS.iter().map(|t| (*t, &STD_CRATES[..1])))
+    let plan: Vec<(&str, Vec<Step>)> = full_plan()
+        .into_iter()
         .filter(|(t, _)| args.targets.is_empty() || args.targets.iter().any(|a| a == t))
         .collect();
     if plan.is_empty() {
         return Err(format!(
-            "no supported target among {:?}; supported: {:?} and (core only) {:?}",
-            args.targets, STD_TARGETS, NO_STD_TARGETS
+            "no supported target among {:?}; supported: {:?}, (core only) {:?} and (examples) {:?}",
+            args.targets, STD_TARGETS, NO_STD_TARGETS, EXAMPLE_TARGETS
         ));
     }
     let root = super::workspace_root();
     let cargo = super::cargo();
     let mut rows = Vec::new();
     let mut logs: Vec<(&str, &str, String)> = Vec::new();
-    for (target, crates) in plan {
+    for (target, steps) in plan {
         println!("==> {target}: rustup target add");
         let added = Command::new("rustup")
             .args(["target", "add", target])
             .output();
         if let Some(reason) = failure(&added) {
-            for krate in crates {
+            for step in steps {
                 rows.push(Row {
                     target: target.to_string(),
-                    krate,
+                    krate: step.label(),
                     ok: false,
                     detail: format!("target not installable: {reason}"),
                 });
             }
             continue;
         }
-        for krate in crates {
-            println!("==> {target}: cargo build --lib -p {krate}");
+        for step in steps {
+            let cargo_args = step.args(target);
+            println!("==> {target}: cargo {}", cargo_args.join(" "));
+            let krate = step.label();
             let started = Instant::now();
             let built = Command::new(&cargo)
                 .current_dir(&root)
-                .args(["build", "--lib", "-p", krate, "--target", target])
+                .args(&cargo_args)
                 .output();
             let seconds = started.elapsed().as_secs_f64();
             match failure(&built) {
@@ -109,7 +189,7 @@ pub fn run(args: CrossArgs) -> Result<(), String> {
         }
     }
     for (target, krate, log) in &logs {
-        println!("\n---- cargo build -p {krate} --target {target} (stderr, last 40 lines) ----");
+        println!("\n---- {krate} --target {target} (stderr, last 40 lines) ----");
         let lines: Vec<&str> = log.lines().collect();
         for line in &lines[lines.len().saturating_sub(40)..] {
             println!("{line}");
@@ -118,10 +198,16 @@ pub fn run(args: CrossArgs) -> Result<(), String> {
     print_table(&rows);
     let failed = rows.iter().filter(|r| !r.ok).count();
     if failed == 0 {
-        println!("==> xtask cross: all {} builds passed", rows.len());
+        println!(
+            "==> xtask cross: all {} builds and checks passed",
+            rows.len()
+        );
         Ok(())
     } else {
-        Err(format!("{failed} of {} cross builds failed", rows.len()))
+        Err(format!(
+            "{failed} of {} cross builds and checks failed",
+            rows.len()
+        ))
     }
 }
 

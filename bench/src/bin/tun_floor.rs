@@ -9,14 +9,11 @@
 //! read from one device to the other with one blocking `read(2)` and one `write(2)` per packet
 //! on two threads: the least a user-space TUN program can do per packet.
 
-#![allow(unsafe_code)]
-
-use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use clap::Parser;
+use tun_rs::SyncDevice;
 
 /// Command line of `tun_floor`.
 #[derive(Parser, Debug)]
@@ -30,48 +27,26 @@ struct Args {
     tun_b: String,
 }
 
-/// Opens `/dev/net/tun` (blocking) and attaches it to TUN interface `name` (`IFF_NO_PI`).
-fn open_tun(name: &str) -> io::Result<OwnedFd> {
-    const PATH: &CStr = c"/dev/net/tun";
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad name"));
-    }
-    // SAFETY: `PATH` is NUL-terminated; `open` does not retain it.
-    let raw = unsafe { libc::open(PATH.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: all-zero is a valid `ifreq` (integers, arrays and a pointer).
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-        *dst = src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: `fd` is open on /dev/net/tun and `req` is a valid `ifreq` outliving the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF as _, &mut req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
+/// Creates TUN interface `name` (blocking, no packet information, no offloads) with tun-rs, as
+/// `tun_forward` does, but leaves its MTU and state to the caller.
+fn open_tun(name: &str) -> io::Result<SyncDevice> {
+    tun_rs::DeviceBuilder::new()
+        .name(name)
+        .inherit_enable_state()
+        .build_sync()
 }
 
 /// Copies packets from `from` to `to` until a read fails.
-fn pump(from: &OwnedFd, to: &OwnedFd) -> io::Error {
+fn pump(from: &SyncDevice, to: &SyncDevice) -> io::Error {
     let mut buf = vec![0u8; 65536 + 64];
     loop {
-        // SAFETY: `buf` is valid for writes of its length; `from` is open.
-        let n = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return e;
-        }
+        let n = match from.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return e,
+        };
         // A refused write (device down, queue full) drops the packet, as a router would.
-        // SAFETY: the first `n` bytes of `buf` are initialised; `to` is open.
-        unsafe { libc::write(to.as_raw_fd(), buf.as_ptr().cast(), n as usize) };
+        let _ = to.send(&buf[..n]);
     }
 }
 

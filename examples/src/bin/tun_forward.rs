@@ -2,17 +2,21 @@
 //!
 //! ```text
 //! tun_forward --tun NAME [--mtu N] [--redirect IP]
+//! tun_forward --tun-fd FD [--mtu N] [--redirect IP]
 //! ```
 //!
-//! Creates (or opens) TUN device NAME in the current network namespace, wires it to the stack,
-//! and relays every accepted TCP stream to its original destination, or, with `--redirect`, to
-//! `IP:<original port>`. Prints `ready` on stdout once the device exists and the stack runs
-//! (configure addresses and routes after that), and on SIGINT/SIGTERM prints the stack's
-//! counters on stderr and exits.
+//! Creates (or opens) TUN device NAME in the current network namespace, or drives the inherited
+//! TUN descriptor FD (Android's VpnService, an iOS utun socket; never closed), wires it to the
+//! stack, and relays every accepted TCP stream to its original destination, or, with
+//! `--redirect`, to `IP:<original port>`. Prints `ready` on stdout once the device exists and
+//! the stack runs (configure addresses and routes after that), and on SIGINT/SIGTERM (Ctrl+C on
+//! Windows) prints the stack's counters on stderr and exits. If reading the device fails (its
+//! interface was deleted, say), it says so on stderr and exits with status 1.
 //!
 //! Without `--redirect`, a real deployment must keep the forwarder's own outbound sockets off
 //! the TUN route (`SO_MARK` + policy routing, or `SO_BINDTODEVICE`), or they loop back into it.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
@@ -21,31 +25,21 @@ use netstack_examples::icmp_forward::forward_icmp;
 use netstack_examples::udp_relay::{relay_udp, UdpRelayLimits, UdpRelayStats};
 use netstack_examples::{relay::relay, tun::Tun, wire::wire};
 use netstack_tokio::{IcmpEchoMode, StackBuilder};
-use tokio::signal::unix::{signal, SignalKind};
 
-/// Connection buffers get pages of their own: untouched ones cost nothing, freed ones return
-/// to the system (see `netstack_examples::allocator`).
+/// Connection buffers get pages of their own on Linux: untouched ones cost nothing, freed ones
+/// return to the system (see `netstack_examples::allocator`).
 #[global_allocator]
-static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
-    netstack_examples::allocator::PageMappedLargeAllocs;
+static ALLOC: netstack_examples::allocator::ForwarderAllocator =
+    netstack_examples::allocator::FORWARDER_ALLOCATOR;
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> std::io::Result<ExitCode> {
     let args = Args::parse();
     netstack_examples::allocator::keep_small_frees();
-    let tun = if args.no_offload {
-        Tun::create(&args.tun, args.mtu)?
-    } else {
-        // Offloads where the kernel has them; the plain device otherwise.
-        Tun::create_with_offload(&args.tun, args.mtu).or_else(|e| {
-            eprintln!("TUN offloads unavailable ({e}); continuing without");
-            Tun::create(&args.tun, args.mtu)
-        })?
-    };
+    let tun = Tun::new(args.open_device(!args.no_offload)?)?;
     // With offloads the kernel's transport checksums are partial by design, and every packet
     // on the device was built by the local kernel: neither complete nor verify them (the stack
     // gets `verify_checksums(false)` below).
-    let mut tun = tun;
     tun.set_complete_checksums(!tun.offload());
     let tun = Arc::new(tun);
     let icmp_echo = match args.icmp {
@@ -92,12 +86,13 @@ async fn main() -> std::io::Result<()> {
         }
         IcmpMode::Reply => None,
     };
-    let (pump_in, pump_out) = wire(tun.clone(), stack);
+    let (mut pump_in, pump_out) = wire(tun.clone(), stack);
+    // Registered before `ready`, so that a signal right after it is not lost.
+    let shutdown = shutdown_signal()?;
+    tokio::pin!(shutdown);
     println!("ready");
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    loop {
+    let exit = loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _peer) = accepted?;
@@ -108,10 +103,22 @@ async fn main() -> std::io::Result<()> {
                     }
                 });
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            // The device → stack pump ends only when reading the device failed.
+            ended = &mut pump_in => {
+                let error = match ended {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => "the reader stopped".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!("tun_forward: reading TUN device {} failed: {error}", tun.name());
+                break ExitCode::FAILURE;
+            }
+            signalled = &mut shutdown => {
+                signalled?;
+                break ExitCode::SUCCESS;
+            }
         }
-    }
+    };
     pump_in.abort();
     pump_out.abort();
     udp.abort();
@@ -121,9 +128,29 @@ async fn main() -> std::io::Result<()> {
     eprintln!("{}", stats.stats());
     eprintln!("{udp_stats}");
     eprintln!(
-        "tun: offloads {}, {} packets dropped for an inconsistent offload header",
+        "tun {}: offloads {}, {} packets dropped for an inconsistent offload header",
+        tun.name(),
         if tun.offload() { "on" } else { "off" },
         tun.offload_drops()
     );
-    Ok(())
+    Ok(exit)
+}
+
+/// Registers for SIGINT and SIGTERM (Ctrl+C on Windows) and returns the wait for either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = sigint.recv() => {}
+                _ = sigterm.recv() => {}
+            }
+            Ok(())
+        })
+    }
+    #[cfg(windows)]
+    Ok(tokio::signal::ctrl_c())
 }

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! tun_forward_smol --tun NAME [--mtu N] [--redirect IP]
+//! tun_forward_smol --tun-fd FD [--mtu N] [--redirect IP]
 //! ```
 //!
 //! Same command line, TCP and UDP behaviour as `tun_forward` (pings are answered by the stack;
@@ -9,8 +10,11 @@
 //! the packet pumps, every relay) runs on a single-thread `async_executor::LocalExecutor` over
 //! async-io, with the `!Send` stack from `netstack_smol::local`: an `Rc` and no locking.
 //! Prints `ready` on stdout once the device exists and the stack runs, and on SIGINT/SIGTERM
-//! prints the stack's counters on stderr and exits.
+//! prints the stack's counters on stderr and exits. If reading the device fails, it says so on
+//! stderr and exits with status 1. `--tun-fd` drives an inherited descriptor, never closed, as
+//! in `tun_forward`; the device's offloads are not used here.
 
+use std::process::ExitCode;
 use std::rc::Rc;
 
 use async_executor::LocalExecutor;
@@ -23,23 +27,24 @@ use netstack_examples::smol_local::{relay, relay_udp, wire};
 use netstack_examples::tun_async_io::AsyncIoTun;
 use netstack_smol::local::StackBuilder;
 
-/// Connection buffers get pages of their own: untouched ones cost nothing, freed ones return
-/// to the system (see `netstack_examples::allocator`).
+/// Connection buffers get pages of their own on Linux: untouched ones cost nothing, freed ones
+/// return to the system (see `netstack_examples::allocator`).
 #[global_allocator]
-static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
-    netstack_examples::allocator::PageMappedLargeAllocs;
+static ALLOC: netstack_examples::allocator::ForwarderAllocator =
+    netstack_examples::allocator::FORWARDER_ALLOCATOR;
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<ExitCode> {
     let args = Args::parse();
     netstack_examples::allocator::keep_small_frees();
     let ex = Rc::new(LocalExecutor::new());
     async_io::block_on(ex.run(forward(ex.clone(), args)))
 }
 
-async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<()> {
+async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<ExitCode> {
     // Registered before anything else, so that a signal right after `ready` is not lost.
-    let mut signals = Signals::new([Signal::Int, Signal::Term])?;
-    let tun = Rc::new(AsyncIoTun::create(&args.tun, args.mtu)?);
+    let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
+    // No offloads: this forwarder's pump and stack take MTU-sized packets only.
+    let tun = Rc::new(AsyncIoTun::new(args.open_device(false)?)?);
     let (stack, runner, listener) = StackBuilder::new(
         netstack_smol::Config::default()
             .mtu(args.mtu as usize)
@@ -59,23 +64,51 @@ async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<
         std::time::Duration::from_secs(args.udp_idle_timeout),
         args.max_udp_flows,
     ));
-    let (pump_in, pump_out) = wire(&ex, tun, stack);
+    let (mut pump_in, pump_out) = wire(&ex, tun.clone(), stack);
     println!("ready");
 
-    // Accept until SIGINT or SIGTERM.
-    while let Either::Left((accepted, _)) =
-        select(Box::pin(listener.accept()), signals.next()).await
-    {
-        let (stream, _peer) = accepted?;
-        let target = args.target(stream.local_addr()?);
-        ex.spawn(async move {
-            if let Err(e) = relay(stream, target).await {
-                eprintln!("relay to {target}: {e}");
+    // Accept until SIGINT or SIGTERM, or until reading the device fails (the device → stack
+    // pump ends only then).
+    let exit = loop {
+        let stop = select(signals.next(), &mut pump_in);
+        match select(Box::pin(listener.accept()), stop).await {
+            Either::Left((accepted, _)) => {
+                let (stream, _peer) = accepted?;
+                let target = args.target(stream.local_addr()?);
+                ex.spawn(async move {
+                    if let Err(e) = relay(stream, target).await {
+                        eprintln!("relay to {target}: {e}");
+                    }
+                })
+                .detach();
             }
-        })
-        .detach();
-    }
-    drop((pump_in, pump_out, udp_relay)); // cancels the pumps and the UDP relay
+            Either::Right((Either::Left(_signal), _)) => break ExitCode::SUCCESS,
+            Either::Right((Either::Right((ended, _)), _)) => {
+                let error = match ended {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "the reader stopped".to_string(),
+                };
+                eprintln!(
+                    "tun_forward_smol: reading TUN device {} failed: {error}",
+                    tun.name()
+                );
+                break ExitCode::FAILURE;
+            }
+        }
+    };
+    // Stop the pumps and the UDP relay, and let go of the device before exiting, as
+    // `tun_forward` does (an adopted descriptor stays open: the device only borrows it).
+    pump_in.cancel().await;
+    pump_out.cancel().await;
+    udp_relay.cancel().await;
+    drop(tun);
     eprintln!("{}", stats.stats());
-    Ok(())
+    Ok(exit)
 }
+
+/// The signals that stop the forwarder (Windows: Ctrl+C only).
+#[cfg(unix)]
+const SHUTDOWN_SIGNALS: [Signal; 2] = [Signal::Int, Signal::Term];
+/// The signals that stop the forwarder (Windows: Ctrl+C only).
+#[cfg(windows)]
+const SHUTDOWN_SIGNALS: [Signal; 1] = [Signal::Int];
