@@ -7,7 +7,8 @@
 //! * `cargo xtask demo` runs `tun_forward` in a throw-away network namespace
 //!   and fetches files through it with `curl` over IPv4 and IPv6.
 //! * `cargo xtask fuzz [--seconds N]` runs every fuzz target for N seconds.
-//! * `cargo xtask smoltcp-tests` runs the test suite of the patched, vendored smoltcp.
+//! * `cargo xtask smoltcp-tests` runs the test suite of the patched smoltcp
+//!   (`crates/smoltcp-netstack`) with upstream's default features.
 //! * `cargo xtask bench` benchmarks netstack against its peers through a TUN
 //!   device in private network namespaces (see `BENCHMARKS.md`).
 
@@ -58,8 +59,8 @@ enum Command {
     /// Run every fuzz target of fuzz/ for a bounded time (cargo-fuzz on
     /// nightly if available, else the stable driver).
     Fuzz(fuzz::FuzzArgs),
-    /// Run the test suite of the patched smoltcp in vendor/smoltcp (it is not a workspace
-    /// member, so `cargo test --workspace` does not).
+    /// Run the test suite of the patched smoltcp (crates/smoltcp-netstack) with upstream's
+    /// default features (`cargo test --workspace` runs it with the fork's small default set).
     SmoltcpTests,
 }
 

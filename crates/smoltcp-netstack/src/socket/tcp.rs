@@ -2199,9 +2199,11 @@ impl<'a> Socket<'a> {
                         self.recovery_point = Some(self.remote_last_seq);
                         net_debug!("started fast retransmit");
                     } else if let Some(frontier) = self.retransmit_frontier {
-                        let sacked_beyond = repr.sack_ranges.iter().flatten().any(|&(_, right)| {
-                            TcpSeqNumber(right as i32) > frontier
-                        });
+                        let sacked_beyond = repr
+                            .sack_ranges
+                            .iter()
+                            .flatten()
+                            .any(|&(_, right)| TcpSeqNumber(right as i32) > frontier);
                         if self.recovery_point.is_some() && sacked_beyond {
                             net_debug!("fast retransmission lost, sending it again");
                             self.retransmit_frontier = None;
@@ -7159,7 +7161,10 @@ mod test {
 
     fn netstack_patch_sack(from: usize, to: usize) -> [Option<(u32, u32)>; 3] {
         [
-            Some(((LOCAL_SEQ + 1 + from).0 as u32, (LOCAL_SEQ + 1 + to).0 as u32)),
+            Some((
+                (LOCAL_SEQ + 1 + from).0 as u32,
+                (LOCAL_SEQ + 1 + to).0 as u32,
+            )),
             None,
             None,
         ]
