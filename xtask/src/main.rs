@@ -9,6 +9,8 @@
 //! * `cargo xtask fuzz [--seconds N]` runs every fuzz target for N seconds.
 //! * `cargo xtask smoltcp-tests` runs the test suite of the patched smoltcp
 //!   (`crates/smoltcp-netstack`) with upstream's default features.
+//! * `cargo xtask smoltcp-patches` checks that the fork is upstream smoltcp 0.14.0 plus its
+//!   patch series.
 //! * `cargo xtask bench` benchmarks netstack against its peers through a TUN
 //!   device in private network namespaces (see `BENCHMARKS.md`).
 
@@ -21,6 +23,7 @@ mod ci;
 mod cross;
 mod demo;
 mod fuzz;
+mod smoltcp_patches;
 mod smoltcp_tests;
 
 use std::ffi::OsString;
@@ -62,6 +65,9 @@ enum Command {
     /// Run the test suite of the patched smoltcp (crates/smoltcp-netstack) with upstream's
     /// default features (`cargo test --workspace` runs it with the fork's small default set).
     SmoltcpTests,
+    /// Check that crates/smoltcp-netstack is upstream smoltcp 0.14.0 (fetched through cargo)
+    /// plus its patch series (patches/*.patch applied in order with git apply), nothing else.
+    SmoltcpPatches,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run_bench(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::SmoltcpTests => smoltcp_tests::run(),
+        Command::SmoltcpPatches => smoltcp_patches::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
