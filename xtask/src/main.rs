@@ -1,7 +1,8 @@
 //! Project automation for the netstack workspace, run as `cargo xtask <command>`.
 //!
-//! * `cargo xtask ci` runs every check CI runs (format, clippy, tests, the
-//!   `no_std` build of `netstack-core`), failing fast.
+//! * `cargo xtask ci` runs every check CI runs (format, clippy, docs, tests, the
+//!   smoltcp fork's suite and patch series, the `no_std` build of `netstack-core`, the
+//!   consumer crates, packaging, cross builds, fuzzing), failing fast.
 //! * `cargo xtask cross` builds the core and both adapters for every
 //!   supported target and prints a target × crate table.
 //! * `cargo xtask demo` runs `tun_forward` in a throw-away network namespace
@@ -11,6 +12,9 @@
 //!   (`crates/smoltcp-netstack`) with upstream's default features.
 //! * `cargo xtask smoltcp-patches` checks that the fork is upstream smoltcp 0.14.0 plus its
 //!   patch series.
+//! * `cargo xtask consumers` builds crates outside the workspace that depend on the libraries
+//!   by path, and runs the tokio ones' kernel echo through a TUN device.
+//! * `cargo xtask package` runs `cargo package --workspace` for the publishable crates.
 //! * `cargo xtask bench` benchmarks netstack against its peers through a TUN
 //!   device in private network namespaces (see `BENCHMARKS.md`).
 
@@ -20,9 +24,11 @@ mod bench;
 mod bench_env;
 mod bench_report;
 mod ci;
+mod consumers;
 mod cross;
 mod demo;
 mod fuzz;
+mod package;
 mod smoltcp_patches;
 mod smoltcp_tests;
 
@@ -44,9 +50,10 @@ struct Cli {
 /// The `cargo xtask` subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run all CI checks: cargo fmt --check, clippy -D warnings, the test
-    /// suite, the no_std thumbv7em-none-eabihf build, the cross builds and a
-    /// bounded fuzz run (needs root).
+    /// Run all CI checks: cargo fmt --check, clippy -D warnings, the doc build
+    /// with -D warnings, the test suite, the smoltcp fork's suite and patch
+    /// series, the no_std thumbv7em-none-eabihf build, the consumer crates,
+    /// cargo package, the cross builds and a bounded fuzz run (needs root).
     Ci,
     /// Demonstrate tun_forward: serve files from a namespace-local HTTP
     /// server and fetch them through the user-space stack (needs root,
@@ -68,6 +75,12 @@ enum Command {
     /// Check that crates/smoltcp-netstack is upstream smoltcp 0.14.0 (fetched through cargo)
     /// plus its patch series (patches/*.patch applied in order with git apply), nothing else.
     SmoltcpPatches,
+    /// Generate crates outside the workspace (no [patch]) that depend on netstack-tokio (Send
+    /// and local), netstack-smol and netstack-core (no_std, thumbv7em-none-eabihf) by path,
+    /// build them, and run the tokio ones' kernel echo through a TUN device (needs root).
+    Consumers,
+    /// cargo package --workspace with verification, leaving out the publish = false members.
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -80,6 +93,8 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::run(args),
         Command::SmoltcpTests => smoltcp_tests::run(),
         Command::SmoltcpPatches => smoltcp_patches::run(),
+        Command::Consumers => consumers::run(),
+        Command::Package => package::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

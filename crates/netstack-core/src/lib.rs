@@ -20,6 +20,7 @@
 //! `embassy_sync` [`RawMutex`](embassy_sync::blocking_mutex::raw::RawMutex); the compiler decides
 //! whether it is `Send`.
 #![no_std]
+#![deny(missing_docs)]
 
 #[cfg(feature = "std")]
 extern crate std;

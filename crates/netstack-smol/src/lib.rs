@@ -50,6 +50,7 @@
 //!
 //! The runner sleeps on one `async_io::Timer`, re-armed to the stack's next deadline with
 //! `set_at` and disarmed when there is none.
+#![deny(missing_docs)]
 
 mod builder;
 mod clock;

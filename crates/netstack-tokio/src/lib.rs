@@ -45,6 +45,7 @@
 //!
 //! The runtime needs its time driver (`enable_time`/`enable_all`): the runner sleeps on a tokio
 //! timer.
+#![deny(missing_docs)]
 
 mod builder;
 mod clock;
