@@ -75,7 +75,7 @@ enum Command {
     /// Check that crates/smoltcp-netstack is upstream smoltcp 0.14.0 (fetched through cargo)
     /// plus its patch series (patches/*.patch applied in order with git apply), nothing else.
     SmoltcpPatches,
-    /// Generate crates outside the workspace (no [patch]) that depend on netstack-tokio (Send
+    /// Generate crates outside the workspace (no `[patch]`) that depend on netstack-tokio (Send
     /// and local), netstack-smol and netstack-core (no_std, thumbv7em-none-eabihf) by path,
     /// build them, and run the tokio ones' kernel echo through a TUN device (needs root).
     Consumers,
