@@ -245,7 +245,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Builds the workspace binary `tun_forward` once per process and returns
-/// its path (see [`example_binary`]).
+/// its path (see [`build_example`]).
 pub fn tun_forward_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| build_example("tun_forward")).clone()

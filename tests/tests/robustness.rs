@@ -364,7 +364,7 @@ fn lossy_fixture(tun: Arc<netstack_tests::Tun>, seed: u64, builder: StackBuilder
 /// 16 MiB each way against the kernel over the lossy link (5 % loss each way, duplicates,
 /// reordering, delay spikes), with half-closes at the end. Took many minutes with smoltcp's
 /// stock loss recovery (1 s minimum RTO, Linux's duplicate ACKs not recognised); about 6 s
-/// with the netstack patches (see vendor/smoltcp, "netstack patch").
+/// with the netstack patches (see crates/smoltcp-netstack, "netstack patch").
 #[test]
 fn lossy_tun_link_16mib_both_directions_byte_exact() {
     let _serial = serial();

@@ -100,7 +100,7 @@ impl Sandbox {
     }
 
     /// Starts `program args` in namespace `ns`, stderr to a log file, stdout captured as lines.
-    /// Returns the index of the process (for [`Sandbox::proc`] and [`Sandbox::stop`]).
+    /// Returns the index of the process (for [`Sandbox::proc`]); [`Sandbox::clear`] stops it.
     pub fn spawn(
         &mut self,
         ns: &str,

@@ -3,10 +3,31 @@
 use std::process::Command;
 use std::time::Instant;
 
-/// The CI steps, in order: a label and cargo's arguments.
-const STEPS: &[(&str, &[&str])] = &[
-    ("format check", &["fmt", "--all", "--", "--check"]),
-    (
+/// One CI step: a label, cargo's arguments and extra environment variables.
+struct Step {
+    /// What the step checks.
+    label: &'static str,
+    /// The arguments of `cargo`.
+    args: &'static [&'static str],
+    /// Environment variables set for this step only.
+    env: &'static [(&'static str, &'static str)],
+}
+
+impl Step {
+    /// A step without extra environment variables.
+    const fn new(label: &'static str, args: &'static [&'static str]) -> Self {
+        Step {
+            label,
+            args,
+            env: &[],
+        }
+    }
+}
+
+/// The CI steps, in order.
+const STEPS: &[Step] = &[
+    Step::new("format check", &["fmt", "--all", "--", "--check"]),
+    Step::new(
         "clippy",
         &[
             "clippy",
@@ -17,12 +38,21 @@ const STEPS: &[(&str, &[&str])] = &[
             "warnings",
         ],
     ),
-    ("tests", &["test", "--workspace"]),
-    (
+    Step {
+        label: "documentation builds without warnings",
+        args: &["doc", "--workspace", "--no-deps"],
+        env: &[("RUSTDOCFLAGS", "-D warnings")],
+    },
+    Step::new("tests", &["test", "--workspace"]),
+    Step::new(
         "the patched smoltcp's own test suite",
         &["xtask", "smoltcp-tests"],
     ),
-    (
+    Step::new(
+        "the patched smoltcp is upstream 0.14.0 plus its patch series",
+        &["xtask", "smoltcp-patches"],
+    ),
+    Step::new(
         "no_std build of netstack-core",
         &[
             "build",
@@ -33,11 +63,19 @@ const STEPS: &[(&str, &[&str])] = &[
             "--no-default-features",
         ],
     ),
-    (
+    Step::new(
+        "consumer crates outside the workspace (build, kernel echo through a TUN)",
+        &["xtask", "consumers"],
+    ),
+    Step::new(
+        "cargo package --workspace with verification (publishable crates)",
+        &["xtask", "package"],
+    ),
+    Step::new(
         "cross builds (mobile, desktop, bare-metal targets)",
         &["xtask", "cross"],
     ),
-    (
+    Step::new(
         "bounded fuzz run on the seed corpus",
         &["xtask", "fuzz", "--engine", "stable", "--seconds", "60"],
     ),
@@ -57,12 +95,15 @@ pub fn run() -> Result<(), String> {
     let cargo = super::cargo();
     let total = STEPS.len();
     let started = Instant::now();
-    for (index, (label, args)) in STEPS.iter().enumerate() {
-        let shown = format!("cargo {}", args.join(" "));
+    for (index, step) in STEPS.iter().enumerate() {
+        let Step { label, args, env } = step;
+        let shown_env: String = env.iter().map(|(k, v)| format!("{k}=\"{v}\" ")).collect();
+        let shown = format!("{shown_env}cargo {}", args.join(" "));
         println!("==> [{}/{total}] {label}: {shown}", index + 1);
         let step_started = Instant::now();
         let status = Command::new(&cargo)
             .args(*args)
+            .envs(env.iter().copied())
             .current_dir(&root)
             .status()
             .map_err(|e| format!("step '{label}' could not start `{shown}`: {e}"))?;

@@ -1,13 +1,20 @@
 //! Project automation for the netstack workspace, run as `cargo xtask <command>`.
 //!
-//! * `cargo xtask ci` runs every check CI runs (format, clippy, tests, the
-//!   `no_std` build of `netstack-core`), failing fast.
+//! * `cargo xtask ci` runs every check CI runs (format, clippy, docs, tests, the
+//!   smoltcp fork's suite and patch series, the `no_std` build of `netstack-core`, the
+//!   consumer crates, packaging, cross builds, fuzzing), failing fast.
 //! * `cargo xtask cross` builds the core and both adapters for every
 //!   supported target and prints a target × crate table.
 //! * `cargo xtask demo` runs `tun_forward` in a throw-away network namespace
 //!   and fetches files through it with `curl` over IPv4 and IPv6.
 //! * `cargo xtask fuzz [--seconds N]` runs every fuzz target for N seconds.
-//! * `cargo xtask smoltcp-tests` runs the test suite of the patched, vendored smoltcp.
+//! * `cargo xtask smoltcp-tests` runs the test suite of the patched smoltcp
+//!   (`crates/smoltcp-netstack`) with upstream's default features.
+//! * `cargo xtask smoltcp-patches` checks that the fork is upstream smoltcp 0.14.0 plus its
+//!   patch series.
+//! * `cargo xtask consumers` builds crates outside the workspace that depend on the libraries
+//!   by path, and runs the tokio ones' kernel echo through a TUN device.
+//! * `cargo xtask package` runs `cargo package --workspace` for the publishable crates.
 //! * `cargo xtask bench` benchmarks netstack against its peers through a TUN
 //!   device in private network namespaces (see `BENCHMARKS.md`).
 
@@ -17,9 +24,12 @@ mod bench;
 mod bench_env;
 mod bench_report;
 mod ci;
+mod consumers;
 mod cross;
 mod demo;
 mod fuzz;
+mod package;
+mod smoltcp_patches;
 mod smoltcp_tests;
 
 use std::ffi::OsString;
@@ -40,9 +50,10 @@ struct Cli {
 /// The `cargo xtask` subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run all CI checks: cargo fmt --check, clippy -D warnings, the test
-    /// suite, the no_std thumbv7em-none-eabihf build, the cross builds and a
-    /// bounded fuzz run (needs root).
+    /// Run all CI checks: cargo fmt --check, clippy -D warnings, the doc build
+    /// with -D warnings, the test suite, the smoltcp fork's suite and patch
+    /// series, the no_std thumbv7em-none-eabihf build, the consumer crates,
+    /// cargo package, the cross builds and a bounded fuzz run (needs root).
     Ci,
     /// Demonstrate tun_forward: serve files from a namespace-local HTTP
     /// server and fetch them through the user-space stack (needs root,
@@ -58,9 +69,18 @@ enum Command {
     /// Run every fuzz target of fuzz/ for a bounded time (cargo-fuzz on
     /// nightly if available, else the stable driver).
     Fuzz(fuzz::FuzzArgs),
-    /// Run the test suite of the patched smoltcp in vendor/smoltcp (it is not a workspace
-    /// member, so `cargo test --workspace` does not).
+    /// Run the test suite of the patched smoltcp (crates/smoltcp-netstack) with upstream's
+    /// default features (`cargo test --workspace` runs it with the fork's small default set).
     SmoltcpTests,
+    /// Check that crates/smoltcp-netstack is upstream smoltcp 0.14.0 (fetched through cargo)
+    /// plus its patch series (patches/*.patch applied in order with git apply), nothing else.
+    SmoltcpPatches,
+    /// Generate crates outside the workspace (no `[patch]`) that depend on netstack-tokio (Send
+    /// and local), netstack-smol and netstack-core (no_std, thumbv7em-none-eabihf) by path,
+    /// build them, and run the tokio ones' kernel echo through a TUN device (needs root).
+    Consumers,
+    /// cargo package --workspace with verification, leaving out the publish = false members.
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +92,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run_bench(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::SmoltcpTests => smoltcp_tests::run(),
+        Command::SmoltcpPatches => smoltcp_patches::run(),
+        Command::Consumers => consumers::run(),
+        Command::Package => package::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,6 +29,7 @@
 //! [`Stack`] directly and drive [`Stack::poll_runner`] from a task, sleeping until the deadline
 //! it returns.
 #![no_std]
+#![deny(missing_docs)]
 
 #[cfg(feature = "std")]
 extern crate std;

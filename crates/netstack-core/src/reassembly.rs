@@ -182,7 +182,8 @@ impl Reassembler {
     ) -> Result<Option<Reassembled>, ReassemblyError> {
         let end = offset + data.len();
         // Every fragment but the last carries a multiple of 8 bytes; nothing goes past 64 KiB.
-        if (more && data.len() % 8 != 0) || end > MAX_PAYLOAD || (more && data.is_empty()) {
+        if (more && !data.len().is_multiple_of(8)) || end > MAX_PAYLOAD || (more && data.is_empty())
+        {
             return Err(ReassemblyError::Invalid);
         }
         let index = match self.pending.iter().position(|p| p.key == key) {

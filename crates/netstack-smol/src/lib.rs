@@ -53,6 +53,7 @@
 //!
 //! The runner sleeps on one `async_io::Timer`, re-armed only when the stack's deadline moves
 //! earlier and disarmed when there is none.
+#![deny(missing_docs)]
 
 pub mod generic;
 mod runtime;

@@ -49,6 +49,7 @@
 //! The runtime needs its time driver (`enable_time`/`enable_all`; `#[tokio::main]` enables
 //! it): the runner sleeps on one tokio timer, reset only when the stack's deadline moves
 //! earlier.
+#![deny(missing_docs)]
 
 pub mod generic;
 mod runtime;

@@ -2236,9 +2236,11 @@ impl<'a> Socket<'a> {
                         self.recovery_point = Some(self.remote_last_seq);
                         net_debug!("started fast retransmit");
                     } else if let Some(frontier) = self.retransmit_frontier {
-                        let sacked_beyond = repr.sack_ranges.iter().flatten().any(|&(_, right)| {
-                            TcpSeqNumber(right as i32) > frontier
-                        });
+                        let sacked_beyond = repr
+                            .sack_ranges
+                            .iter()
+                            .flatten()
+                            .any(|&(_, right)| TcpSeqNumber(right as i32) > frontier);
                         if self.recovery_point.is_some() && sacked_beyond {
                             net_debug!("fast retransmission lost, sending it again");
                             self.retransmit_frontier = None;
@@ -7240,39 +7242,32 @@ mod test {
 
     fn netstack_patch_sack(from: usize, to: usize) -> [Option<(u32, u32)>; 3] {
         [
-            Some(((LOCAL_SEQ + 1 + from).0 as u32, (LOCAL_SEQ + 1 + to).0 as u32)),
+            Some((
+                (LOCAL_SEQ + 1 + from).0 as u32,
+                (LOCAL_SEQ + 1 + to).0 as u32,
+            )),
             None,
             None,
         ]
     }
 
     #[test]
-    fn test_netstack_patch_segmentation_offload_ignores_the_peer_mss() {
-        let mut s = socket_established();
-        // Nagle would hold back the partial segments below (netstack runs without it).
-        s.set_nagle_enabled(false);
-        s.remote_mss = 3;
-        s.send_slice(b"abcdef").unwrap();
-        recv!(s, time 1000, Ok(TcpRepr {
+    fn test_netstack_patch_sack_dup_acks_count_although_the_window_grows() {
+        // A Linux receiver grows its window with every segment, out of order ones too.
+        let mut s = netstack_patch_socket_with_flight(b"");
+        for (i, t) in [1050, 1055, 1060].into_iter().enumerate() {
+            send!(s, time t, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 256 + 64 * i as u16,
+                sack_ranges: netstack_patch_sack(3, 6 + 3 * i),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
             seq_number: LOCAL_SEQ + 1,
             ack_number: Some(REMOTE_SEQ + 1),
-            payload:    &b"abc"[..],
-            ..RECV_TEMPL
-        }));
-        // With the device segmenting, one segment carries everything the MTU allows.
-        s.set_segmentation_offload(true);
-        assert!(s.segmentation_offload());
-        recv!(s, time 1000, Ok(TcpRepr {
-            seq_number: LOCAL_SEQ + 1 + 3,
-            ack_number: Some(REMOTE_SEQ + 1),
-            payload:    &b"def"[..],
-            ..RECV_TEMPL
-        }));
-        s.send_slice(b"ghijklmnop").unwrap();
-        recv!(s, time 1000, Ok(TcpRepr {
-            seq_number: LOCAL_SEQ + 1 + 6,
-            ack_number: Some(REMOTE_SEQ + 1),
-            payload:    &b"ghijklmnop"[..],
+            payload:    &b"aaa"[..],
             ..RECV_TEMPL
         }));
     }
@@ -7314,27 +7309,6 @@ mod test {
             ..SEND_TEMPL
         });
         assert_eq!(s.recovery_point, None);
-    }
-
-    #[test]
-    fn test_netstack_patch_sack_dup_acks_count_although_the_window_grows() {
-        // A Linux receiver grows its window with every segment, out of order ones too.
-        let mut s = netstack_patch_socket_with_flight(b"");
-        for (i, t) in [1050, 1055, 1060].into_iter().enumerate() {
-            send!(s, time t, TcpRepr {
-                seq_number: REMOTE_SEQ + 1,
-                ack_number: Some(LOCAL_SEQ + 1),
-                window_len: 256 + 64 * i as u16,
-                sack_ranges: netstack_patch_sack(3, 6 + 3 * i),
-                ..SEND_TEMPL
-            });
-        }
-        recv!(s, time 1100, Ok(TcpRepr {
-            seq_number: LOCAL_SEQ + 1,
-            ack_number: Some(REMOTE_SEQ + 1),
-            payload:    &b"aaa"[..],
-            ..RECV_TEMPL
-        }));
     }
 
     #[test]
@@ -7396,6 +7370,37 @@ mod test {
             seq_number: LOCAL_SEQ + 1,
             ack_number: Some(REMOTE_SEQ + 1),
             payload:    &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_netstack_patch_segmentation_offload_ignores_the_peer_mss() {
+        let mut s = socket_established();
+        // Nagle would hold back the partial segments below (netstack runs without it).
+        s.set_nagle_enabled(false);
+        s.remote_mss = 3;
+        s.send_slice(b"abcdef").unwrap();
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"abc"[..],
+            ..RECV_TEMPL
+        }));
+        // With the device segmenting, one segment carries everything the MTU allows.
+        s.set_segmentation_offload(true);
+        assert!(s.segmentation_offload());
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 3,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"def"[..],
+            ..RECV_TEMPL
+        }));
+        s.send_slice(b"ghijklmnop").unwrap();
+        recv!(s, time 1000, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload:    &b"ghijklmnop"[..],
             ..RECV_TEMPL
         }));
     }
@@ -8313,6 +8318,87 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_netstack_patch_ack_of_a_segment_beyond_a_zero_window_is_processed() {
+        // Our window is zero. The peer had sent 4 bytes into it before it shrank (window-scale
+        // rounding), so its pure ACKs carry a sequence number beyond the window.
+        let mut s = socket_established();
+        s.rx_buffer = SocketBuffer::new(vec![0; 6]);
+        s.assembler = Assembler::new();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            }
+        );
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                payload: &b"xyz"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        // The segment is not acceptable, its ACK is (RFC 9293 3.10.7.4): "xyz" is
+        // acknowledged, and the answer is a (rate-limited) ACK.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6 + 4,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 3,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                ..RECV_TEMPL
+            })
+        );
+        assert_eq!(s.send_queue(), 0, "the ACK beyond the window was ignored");
+        assert_eq!(
+            s.recv_queue(),
+            6,
+            "nothing of the unacceptable segment was taken"
+        );
+        // A segment with data beyond the window is still dropped whole, ACK included.
+        s.send_slice(b"uvw").unwrap();
+        recv!(
+            s,
+            time 2000,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 3,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                payload: &b"uvw"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            time 2000,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6 + 4,
+                ack_number: Some(LOCAL_SEQ + 1 + 6),
+                payload: &b"!"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                ..RECV_TEMPL
+            })
+        );
+        assert_eq!(s.send_queue(), 3);
     }
 
     #[test]
@@ -9959,6 +10045,20 @@ mod test {
             r.sample(2000);
             assert_eq!(r.retransmission_timeout(), Duration::from_millis(rto));
         }
+    }
+
+    #[test]
+    fn test_netstack_patch_rto_floor_is_200_ms() {
+        // A peer on the same host: RTT samples of 1 ms give the floor, not 1 s.
+        let mut r = RttEstimator::default();
+        for _ in 0..16 {
+            r.sample(1);
+        }
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(200));
+        // Above the floor the estimate is RFC 6298's: SRTT + 4 * RTTVAR.
+        let mut r = RttEstimator::default();
+        r.sample(100);
+        assert_eq!(r.retransmission_timeout(), Duration::from_millis(300));
     }
 
     #[test]
