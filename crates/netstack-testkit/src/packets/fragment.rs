@@ -103,7 +103,7 @@ pub fn ipv6_fragments(packet: &[u8], chunk: usize, ident: u32) -> Vec<Vec<u8>> {
 /// `offset` (bytes) as a fragment header carries it; panics if it cannot.
 fn offset_field(offset: usize) -> u16 {
     assert!(
-        offset % 8 == 0 && offset <= MAX_OFFSET,
+        offset.is_multiple_of(8) && offset <= MAX_OFFSET,
         "fragment offset {offset}"
     );
     offset as u16
@@ -116,7 +116,7 @@ fn cut(
     chunk: usize,
     fragment: impl Fn(usize, bool, &[u8]) -> Vec<u8>,
 ) -> Vec<Vec<u8>> {
-    assert!(chunk > 0 && chunk % 8 == 0, "fragment size {chunk}");
+    assert!(chunk > 0 && chunk.is_multiple_of(8), "fragment size {chunk}");
     assert!(!payload.is_empty(), "an empty payload has no fragments");
     payload
         .chunks(chunk)
