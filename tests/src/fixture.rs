@@ -60,12 +60,15 @@ impl Fixture {
         mut tap: Tap,
         mut out_tap: OutTap,
     ) -> Fixture {
-        let (stack, runner, listener) = builder.build();
+        // One runner task per runner group (one unless the test sets `tcp_runners`).
+        let (stack, runners, listener) = builder.build_runners();
         let runner_polls = Arc::new(AtomicU64::new(0));
-        tokio::spawn(CountingRunner {
-            runner,
-            polls: runner_polls.clone(),
-        });
+        for runner in runners {
+            tokio::spawn(CountingRunner {
+                runner,
+                polls: runner_polls.clone(),
+            });
+        }
         let (mut sink, mut stream) = stack.clone().split();
         let injector = sink.clone();
         let reader = tun.clone();

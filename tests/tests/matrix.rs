@@ -424,4 +424,23 @@ matrix! {
         .await
         .expect("timed out");
     })
+
+    /// Four connections echo 1 MiB each at once through a stack of two runner groups (one
+    /// runner task serving both here; `tcp.rs` runs one task per group).
+    fn concurrent_echoes_through_two_runner_groups(net(1500), |tun| {
+        let fx = Fixture::start(
+            tun,
+            StackBuilder::new(netstack_tokio::Config::default().tcp_runners(2)),
+        );
+        spawn_echo_server(fx.listener);
+        timeout(LIMIT, async {
+            let echoes: Vec<_> = (0..4u16)
+                .map(|i| kernel_echo(v4(9100 + i), pattern(u64::from(i), 1 << 20)))
+                .collect();
+            join_all(echoes).await;
+        })
+        .await
+        .expect("timed out");
+        assert_eq!(fx.stack.stats().tcp.accepted, 4);
+    })
 }

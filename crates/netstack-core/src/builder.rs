@@ -11,6 +11,7 @@
 //!
 //! and an adapter's builder takes it whole: `StackBuilder::new(config)`.
 
+use alloc::vec::Vec;
 use core::marker::PhantomData;
 
 use crate::config::Config;
@@ -27,6 +28,8 @@ pub type PtrOf<F, R> = <F as Flavor>::Ptr<<R as Runtime>::Clock>;
 pub type PortOf<F, R> = PacketPort<PtrOf<F, R>, <R as Io>::Error>;
 /// The runner a [`StackBuilder`] makes.
 pub type RunnerOf<F, R> = Runner<PtrOf<F, R>, <R as Runtime>::Timer>;
+/// The runners of [`StackBuilder::build_runners`], one per runner group.
+pub type RunnersOf<F, R> = Vec<RunnerOf<F, R>>;
 /// The listener a [`StackBuilder`] makes.
 pub type ListenerOf<F, R> =
     TcpListener<PtrOf<F, R>, <R as Io>::Stream<PtrOf<F, R>>, <R as Io>::Error>;
@@ -60,13 +63,8 @@ impl<F: Flavor, R: Io> StackBuilder<F, R> {
     /// Builds the stack. Spawn the runner (a `Send` future in a `Send` flavour), wire the
     /// packet port to a device, and accept connections from the listener.
     pub fn build(self) -> (PortOf<F, R>, RunnerOf<F, R>, ListenerOf<F, R>) {
-        let mut config = self.config;
-        if config.random_seed.is_none() {
-            config.random_seed = Some(R::random_seed());
-        }
-        let clock = R::clock();
-        let timer = R::timer(&clock);
-        let stack = F::share(Stack::new(config, clock));
+        let stack = self.stack();
+        let timer = R::timer(stack.clock());
         (
             PacketPort::new(stack.clone()),
             Runner::new(stack.clone(), timer),
@@ -74,13 +72,39 @@ impl<F: Flavor, R: Io> StackBuilder<F, R> {
         )
     }
 
-    /// Builds the stack and spawns its runner with the runtime.
+    /// The stack itself, behind its flavour's pointer.
+    fn stack(self) -> PtrOf<F, R> {
+        let mut config = self.config;
+        if config.random_seed.is_none() {
+            config.random_seed = Some(R::random_seed());
+        }
+        F::share(Stack::new(config, R::clock()))
+    }
+
+    /// Builds the stack with one runner per runner group
+    /// ([`Config::tcp_runners`](crate::Config::tcp_runners)), for a multi-thread executor to
+    /// serve the groups in parallel.
+    pub fn build_runners(self) -> (PortOf<F, R>, RunnersOf<F, R>, ListenerOf<F, R>) {
+        let stack = self.stack();
+        let runners = (0..stack.runner_groups())
+            .map(|g| Runner::for_group(stack.clone(), g, R::timer(stack.clock())))
+            .collect();
+        (
+            PacketPort::new(stack.clone()),
+            runners,
+            TcpListener::new(stack),
+        )
+    }
+
+    /// Builds the stack and spawns its runners with the runtime (one per runner group).
     pub fn run(self) -> (PortOf<F, R>, ListenerOf<F, R>)
     where
         R: Spawn<F>,
     {
-        let (port, runner, listener) = self.build();
-        R::spawn(runner);
+        let (port, runners, listener) = self.build_runners();
+        for runner in runners {
+            R::spawn(runner);
+        }
         (port, listener)
     }
 }

@@ -114,6 +114,13 @@ pub struct Config {
     /// table per packet, so more shards keep the per-packet cost flat with many connections.
     /// Default 256 (each shard is 488 bytes plus its sockets: `size_of::<Shard>()` on x86_64).
     pub tcp_shards: usize,
+    /// Runner groups the shards are split into: each has its own lock, ingress queue and
+    /// outbox, and is served by its own runner task (`StackBuilder::run` spawns one per
+    /// group), so connections of different groups are serviced on different threads. Use the
+    /// number of worker threads of a multi-thread executor; 1 for a single thread. With more
+    /// than one, `max_connections`, `syn_backlog` and `tcp_buffer_budget` are split evenly
+    /// among the groups. Default 1.
+    pub tcp_runners: usize,
 }
 
 impl Default for Config {
@@ -148,6 +155,7 @@ impl Default for Config {
             reassembly_timeout: Duration::from_secs(10),
             filter: IpFilter::default(),
             tcp_shards: 256,
+            tcp_runners: 1,
             tcp_segmentation_offload: false,
             verify_checksums: true,
         }
@@ -230,6 +238,8 @@ setter! {
     filter: IpFilter,
     /// Sets [`Config::tcp_shards`].
     tcp_shards: usize,
+    /// Sets [`Config::tcp_runners`].
+    tcp_runners: usize,
 }
 
 impl Config {
@@ -259,6 +269,7 @@ impl Config {
         self.runner_batch = self.runner_batch.max(1);
         self.hop_limit = self.hop_limit.max(1);
         self.tcp_shards = self.tcp_shards.clamp(1, 4096);
+        self.tcp_runners = self.tcp_runners.clamp(1, self.tcp_shards.min(64));
         self
     }
 

@@ -6,11 +6,12 @@
 //! application.
 //!
 //! The first three steps need no stack state and run in the task that pushes the packet,
-//! *outside* the stack lock ([`Front::prepare`]): checksums cost no lock time, and the filter's
-//! hook — application code — can call back into the stack without deadlocking. Only the
-//! hand-over ([`Inner::deliver`]) takes the lock. Fragments are the exception: they need the
-//! reassembler, so they are normalised under the lock, and a completed datagram comes back out
-//! to be classified and filtered like any other packet.
+//! *outside* the stack's locks ([`Classifier::prepare`]): checksums cost no lock time, and the
+//! filter's hook — application code — can call back into the stack without deadlocking. Only
+//! the hand-over takes a lock: a TCP segment's runner group's, or the shared side's
+//! ([`Shared::deliver`]) for the rest. Fragments are the exception: they need the reassembler,
+//! so they are normalised under the shared lock, and a completed datagram comes back out to be
+//! classified and filtered like any other packet.
 
 use core::ops::Range;
 
@@ -24,13 +25,13 @@ use crate::filter::IpFilter;
 use crate::icmp::message::{fill_echo_reply, IcmpEchoMode, IcmpKind, IcmpMessage};
 use crate::normalize::{normalize, Normalized};
 use crate::packet::Packet;
-use crate::state::Inner;
+use crate::shared::Shared;
 use crate::stats::DropReason;
 use crate::udp::queue::UdpDatagram;
 use crate::waker::WakeBatch;
 
 /// What the lock-free part of the path needs: fixed when the stack is built.
-pub(crate) struct Front {
+pub(crate) struct Classifier {
     verify_checksums: bool,
     filter: IpFilter,
 }
@@ -59,15 +60,13 @@ pub(crate) enum Prepared {
 pub(crate) enum Delivered {
     /// Taken (queued, answered, or dropped and counted).
     Done,
-    /// A TCP segment that does not fit the runner's queue now; nothing was counted.
-    NoRoom(TcpSegment),
     /// A fragment completed its datagram: prepare the whole datagram and deliver it.
     Reassembled(Packet),
 }
 
-impl Front {
+impl Classifier {
     pub(crate) fn new(config: &Config) -> Self {
-        Front {
+        Classifier {
             verify_checksums: config.verify_checksums,
             filter: config.filter.clone(),
         }
@@ -116,31 +115,25 @@ impl Front {
     }
 }
 
-impl Inner {
-    /// Hands a prepared packet to its transport, under the lock. `device_len` is the size of
-    /// the packet as the device delivered it, counted in `packets_in`/`bytes_in` unless it is
-    /// `None` (a reassembled datagram, whose fragments were counted).
+impl Shared {
+    /// Hands a prepared packet that is not a TCP segment to its transport, under the shared
+    /// lock. `device_len` is the size of the packet as the device delivered it, counted in
+    /// `packets_in`/`bytes_in` unless it is `None` (a reassembled datagram, whose fragments
+    /// were counted).
     pub(crate) fn deliver(
         &mut self,
         prepared: Prepared,
         device_len: Option<usize>,
+        config: &Config,
         now: Instant,
         wake: &mut WakeBatch,
     ) -> Delivered {
-        let prepared = match prepared {
-            Prepared::Tcp(segment) if self.tcp_ingress.len() >= self.config.ingress_queue => {
-                return Delivered::NoRoom(segment);
-            }
-            other => other,
-        };
         if let Some(len) = device_len {
             self.count_in(len);
         }
         match prepared {
-            Prepared::Tcp(segment) => {
-                self.tcp_ingress.push_back(segment);
-                wake.take_from(&mut self.runner_waker);
-            }
+            // Delivered to its group by the caller.
+            Prepared::Tcp(_) => {}
             Prepared::Udp(datagram) => {
                 if self.udp.push(datagram, wake) {
                     self.counters.udp.datagrams_in += 1;
@@ -154,9 +147,10 @@ impl Inner {
                 dst,
                 class,
                 message,
-            } => self.deliver_icmp(packet, src, dst, class, message, wake),
+            } => self.deliver_icmp(packet, src, dst, class, message, config, wake),
             Prepared::Fragment(packet) => {
                 self.counters.ip.fragments_in += 1;
+                self.expire(now);
                 match normalize(packet, Some(&mut self.reassembler), now) {
                     Normalized::Reassembled(p) | Normalized::Plain(p) => {
                         self.counters.ip.reassembled += 1;
@@ -172,6 +166,7 @@ impl Inner {
         Delivered::Done
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn deliver_icmp(
         &mut self,
         packet: Packet,
@@ -179,19 +174,16 @@ impl Inner {
         dst: IpAddress,
         class: IcmpClass,
         message: Range<usize>,
+        config: &Config,
         wake: &mut WakeBatch,
     ) {
         let kind = match class {
             IcmpClass::EchoRequest { ident, seq } => {
                 self.counters.icmp.echo_requests += 1;
-                match self.config.icmp_echo {
+                match config.icmp_echo {
                     IcmpEchoMode::Reply => {
-                        if self
-                            .send_echo_reply(dst, src, &packet[message], wake)
-                            .is_err()
-                        {
-                            self.counters.drops.egress_full += 1;
-                        }
+                        // A full outbox drops the reply (counted there).
+                        let _ = self.send_echo_reply(dst, src, &packet[message], wake);
                         return;
                     }
                     IcmpEchoMode::Deliver => IcmpKind::EchoRequest { ident, seq },
@@ -202,7 +194,7 @@ impl Inner {
                 }
             }
             IcmpClass::Other { icmp_type, code } => {
-                if !self.config.icmp_deliver_other {
+                if !config.icmp_deliver_other {
                     self.counters.drops.icmp_unhandled += 1;
                     return;
                 }
@@ -229,19 +221,15 @@ impl Inner {
             IpAddress::Ipv4(_) => IpProtocol::Icmp,
             IpAddress::Ipv6(_) => IpProtocol::Icmpv6,
         };
-        if !self.egress_has_room_for(self.ip_out.packet_count(src, request.len())) {
-            return Err(Error::QueueFull);
-        }
-        self.ip_out.emit(
-            &mut self.device.egress,
+        self.out.emit(
             src,
             dst,
             protocol,
             request.len(),
             |buf| fill_echo_reply(buf, request, src, dst),
+            wake,
         )?;
         self.counters.icmp.echo_replies += 1;
-        self.egress_waiters.take_all(wake);
         Ok(())
     }
 }

@@ -39,6 +39,11 @@ impl IpBuilder {
         }
     }
 
+    /// The MTU packets are fragmented to.
+    pub(crate) fn mtu(&self) -> usize {
+        self.mtu
+    }
+
     /// How many packets a transport message of `l4_len` bytes becomes.
     pub(crate) fn packet_count(&self, src: IpAddress, l4_len: usize) -> usize {
         match src {

@@ -41,13 +41,17 @@ mod builder;
 mod classify;
 mod config;
 mod device;
+mod egress;
 mod error;
 mod filter;
 mod flavor;
+mod group;
 mod icmp;
 mod ingest;
+mod ingress;
 mod ip_builder;
 mod normalize;
+mod outbox;
 mod packet;
 mod pass;
 mod port;
@@ -56,8 +60,8 @@ mod reassembly;
 mod runner;
 mod runtime;
 mod shard;
+mod shared;
 mod stack;
-mod state;
 mod stats;
 #[cfg(feature = "std")]
 mod std_mutex;
@@ -69,7 +73,7 @@ mod waker;
 #[cfg(test)]
 mod tests;
 
-pub use builder::{ListenerOf, PortOf, PtrOf, RunnerOf, StackBuilder};
+pub use builder::{ListenerOf, PortOf, PtrOf, RunnerOf, RunnersOf, StackBuilder};
 pub use classify::SynOptions;
 pub use config::Config;
 pub use error::{Error, TcpError};

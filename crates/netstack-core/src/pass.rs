@@ -1,18 +1,20 @@
-//! One runner pass: the work the runner does each time it is polled.
+//! One runner pass over a group: the work a runner does each time it is polled.
 //!
-//! A pass expires fragment reassembly, feeds the queued TCP segments to their shards (SYN table
-//! first, then smoltcp), then services every shard that has work — lets its sockets transmit
-//! and runs its connection table — and computes the next deadline. It is bounded: at most
-//! `runner_batch` segments per pass, and it stops early while the egress queue is full.
+//! A pass feeds the group's queued TCP segments to their shards (SYN table first, then
+//! smoltcp), then services every shard that has work — lets its sockets transmit and runs its
+//! connection table — and computes the next deadline. It is bounded: at most `runner_batch`
+//! segments per pass, and it stops early while the outbox is full. What it produces for the
+//! shared side (established connections for the accept queue, new connection requests, expired
+//! requests) is collected in the group and handed over after the group's lock is released.
 
 use smoltcp::iface::PollResult;
 use smoltcp::time::Instant;
 
 use crate::classify::TcpSegment;
-use crate::device::QueueDevice;
+use crate::device::LinkDevice;
+use crate::group::Group;
 use crate::packet::Packet;
 use crate::shard::{shard_of, Shard};
-use crate::state::Inner;
 use crate::tcp::table::SynOutcome;
 use crate::waker::WakeBatch;
 
@@ -32,12 +34,20 @@ pub struct RunnerStatus {
     pub finished: bool,
 }
 
-impl Inner {
-    /// One runner pass (see the module documentation).
-    pub(crate) fn run(&mut self, now: Instant, wake: &mut WakeBatch) -> RunnerStatus {
-        if self.reassembler.deadline().is_some_and(|d| now >= d) {
-            self.reassembler.expire(now);
+impl RunnerStatus {
+    /// The status of two groups served by one runner.
+    pub(crate) fn merge(self, other: RunnerStatus) -> RunnerStatus {
+        RunnerStatus {
+            deadline: [self.deadline, other.deadline].into_iter().flatten().min(),
+            more: self.more || other.more,
+            finished: self.finished && other.finished,
         }
+    }
+}
+
+impl Group {
+    /// One runner pass (see the module documentation); `finished` is left for the caller.
+    pub(crate) fn run(&mut self, now: Instant, wake: &mut WakeBatch) -> RunnerStatus {
         for i in 0..self.shards.len() {
             if self.shards[i].deadline.is_some_and(|d| now >= d) {
                 self.mark_dirty(i);
@@ -46,7 +56,7 @@ impl Inner {
 
         let mut processed = 0;
         while processed < self.config.runner_batch {
-            if self.device.egress_is_full() {
+            if self.out.is_full() {
                 self.egress_blocked = true;
                 break;
             }
@@ -70,39 +80,38 @@ impl Inner {
             }
         }
         self.dirty.drain(..serviced);
-
-        if !self.device.egress.is_empty() {
-            self.egress_waiters.take_all(wake);
-        }
+        self.out.wake_consumers(wake);
 
         let more = (!self.tcp_ingress.is_empty() || !self.dirty.is_empty()) && !self.egress_blocked;
-        // While the egress queue is full, only draining it (which wakes the runner) lets the
-        // shards make progress; a deadline already due would only make the runner spin.
+        // While the outbox is full, only draining it (which wakes the runner) lets the shards
+        // make progress; a deadline already due would only make the runner spin.
         let blocked = self.egress_blocked;
         let deadline = self
             .shards
             .iter()
             .filter_map(|s| s.deadline)
             .filter(|&d| !blocked || d > now)
-            .chain(self.reassembler.deadline())
             .min();
         RunnerStatus {
             deadline,
             more,
-            finished: self.handles == 0,
+            finished: false,
         }
     }
 
     /// Hands one TCP segment to its shard: a SYN goes through the SYN table first, which
     /// creates the listening socket for a new 4-tuple (or, with connection requests, keeps the
-    /// SYN for the application to answer); then smoltcp processes it.
+    /// SYN for the application to answer, or answers with a SYN cookie when the backlog is
+    /// full); an ACK for no connection may return a cookie; then smoltcp processes it.
     fn ingest_segment(&mut self, segment: TcpSegment, now: Instant, wake: &mut WakeBatch) {
         let TcpSegment {
             packet,
             tuple,
             header,
         } = segment;
-        let i = shard_of(&tuple, self.shards.len());
+        self.segments_in.0 += 1;
+        self.segments_in.1 += packet.len() as u64;
+        let i = self.local(shard_of(&tuple, self.config.tcp_shards));
         let mut created = None;
         if header.is_syn() {
             let totals = self.shards.iter().fold((0, 0), |(n, s), shard| {
@@ -118,13 +127,13 @@ impl Inner {
                     let info = shard
                         .tcp
                         .add_request(tuple, packet, header, now, &self.config);
-                    self.requests.push(info.id, wake);
+                    self.new_requests.push(info.id);
                     self.mark_dirty(i); // its expiry joins the shard's deadline
                     return;
                 }
                 SynOutcome::PendingRequest => return,
                 SynOutcome::Refuse(refusal) => {
-                    // A full egress queue drops the answer (counted); the peer retries.
+                    // A full outbox drops the answer (counted); the peer retries.
                     let _ = self.refuse(tuple, &header, &packet, refusal, now, wake);
                     return;
                 }
@@ -161,17 +170,23 @@ impl Inner {
         self.mark_dirty(i);
     }
 
-    /// Lets shard `i`'s smoltcp interface process `packet`.
+    /// Lets local shard `i`'s smoltcp interface process `packet`.
     pub(crate) fn feed(&mut self, i: usize, packet: Packet, now: Instant) {
+        self.rx = Some(packet);
         let shard = &mut self.shards[i];
-        self.device.rx = Some(packet);
+        let mut device = LinkDevice {
+            rx: &mut self.rx,
+            out: &mut self.out,
+            mtu: self.config.tcp_mtu(),
+        };
         shard
             .iface
-            .poll_ingress_single(now, &mut self.device, &mut shard.sockets);
-        self.device.rx = None;
+            .poll_ingress_single(now, &mut device, &mut shard.sockets);
+        self.rx = None;
     }
 
-    /// Refuses with RST the requests of shard `i` that waited `syn_timeout` for an answer.
+    /// Refuses with RST the requests of local shard `i` that waited `syn_timeout` for an
+    /// answer; the ones no listener took yet are forgotten by the request queue afterwards.
     fn expire_requests(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) {
         loop {
             let mut expired: heapless::Vec<_, 16> = heapless::Vec::new();
@@ -179,10 +194,12 @@ impl Inner {
                 .tcp
                 .expire_requests(now, &self.config, &mut expired);
             for (id, request) in expired {
-                self.requests.forget(id);
-                // A full egress queue drops the RST (counted); the peer's retransmitted SYN
-                // then finds no request and is answered afresh.
-                let _ = self.send_rst(request.tuple, &request.header, wake);
+                if !request.handed_out {
+                    self.expired_requests.push(id);
+                }
+                // A full outbox drops the RST (counted); the peer's retransmitted SYN then
+                // finds no request and is answered afresh.
+                let _ = self.out.send_rst(request.tuple, &request.header, wake);
             }
             if !more {
                 return;
@@ -190,13 +207,14 @@ impl Inner {
         }
     }
 
-    /// Services shard `i`: lets its sockets transmit, runs its connection table (promotions,
-    /// expiries, reaping, wakers) and computes its next deadline. Returns `false` if the egress
-    /// queue filled up first (the shard stays dirty and is finished once it drains).
+    /// Services local shard `i`: lets its sockets transmit, runs its connection table
+    /// (promotions, expiries, reaping, wakers) and computes its next deadline. Returns `false`
+    /// if the outbox filled up first (the shard stays dirty and is finished once it drains).
     fn service(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) -> bool {
         self.expire_requests(i, now, wake);
+        let mtu = self.config.tcp_mtu();
         let shard = &mut self.shards[i];
-        if !transmit(shard, &mut self.device, now) {
+        if !transmit(shard, &mut self.rx, &mut self.out, mtu, now) {
             self.egress_blocked = true;
             return false;
         }
@@ -204,12 +222,12 @@ impl Inner {
             now,
             &self.config,
             &mut shard.sockets,
-            &mut self.accept,
+            &mut self.established,
             wake,
         );
         if aborted {
             // Send the RSTs now, then remove what they closed.
-            if !transmit(shard, &mut self.device, now) {
+            if !transmit(shard, &mut self.rx, &mut self.out, mtu, now) {
                 self.egress_blocked = true;
                 return false;
             }
@@ -217,7 +235,7 @@ impl Inner {
                 now,
                 &self.config,
                 &mut shard.sockets,
-                &mut self.accept,
+                &mut self.established,
                 wake,
             );
         }
@@ -228,13 +246,23 @@ impl Inner {
 }
 
 /// Lets the sockets of `shard` transmit until they have nothing to send; `false` if the
-/// egress queue filled up first.
-fn transmit(shard: &mut Shard, device: &mut QueueDevice, now: Instant) -> bool {
+/// outbox filled up first.
+fn transmit(
+    shard: &mut Shard,
+    rx: &mut Option<Packet>,
+    out: &mut crate::outbox::Outbox,
+    mtu: usize,
+    now: Instant,
+) -> bool {
     loop {
-        if device.egress_is_full() {
+        if out.is_full() {
             return false;
         }
-        match shard.iface.poll_egress(now, device, &mut shard.sockets) {
+        let mut device = LinkDevice { rx, out, mtu };
+        match shard
+            .iface
+            .poll_egress(now, &mut device, &mut shard.sockets)
+        {
             PollResult::None => return true,
             PollResult::SocketStateChanged => {}
         }

@@ -33,17 +33,31 @@ pub trait Timer: Unpin + 'static {
 #[must_use = "the stack does nothing unless its runner is spawned"]
 pub struct Runner<P: StackPtr, T: Timer> {
     stack: P,
+    /// The runner group it serves, or `None` for all of them.
+    group: Option<usize>,
     timer: T,
     /// The deadline the timer is armed for, if any.
     armed: Option<Instant>,
 }
 
 impl<P: StackPtr, T: Timer> Runner<P, T> {
-    /// A runner for the stack behind `stack`, sleeping on `timer` (disarmed, of the stack's
-    /// clock).
+    /// A runner for every group of the stack behind `stack`, sleeping on `timer` (disarmed,
+    /// of the stack's clock): all the stack's work in one task.
     pub fn new(stack: P, timer: T) -> Self {
         Runner {
             stack,
+            group: None,
+            timer,
+            armed: None,
+        }
+    }
+
+    /// A runner for group `group` only (of [`Stack::runner_groups`](crate::Stack::runner_groups)):
+    /// spawn one per group to serve them on several threads.
+    pub fn for_group(stack: P, group: usize, timer: T) -> Self {
+        Runner {
+            stack,
+            group: Some(group),
             timer,
             armed: None,
         }
@@ -55,7 +69,10 @@ impl<P: StackPtr + Unpin, T: Timer> Future for Runner<P, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let status = this.stack.poll_runner(cx);
+        let status = match this.group {
+            None => this.stack.poll_runner(cx),
+            Some(g) => this.stack.poll_runner_group(g, cx),
+        };
         if status.finished {
             return Poll::Ready(());
         }

@@ -14,7 +14,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv6Address
 use alloc::vec::Vec;
 
 use crate::config::Config;
-use crate::device::QueueDevice;
+use crate::device::LinkDevice;
 use crate::tcp::table::TcpTable;
 use crate::tcp::tuple::FourTuple;
 
@@ -30,7 +30,12 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub(crate) fn new(index: u32, config: &Config, device: &mut QueueDevice, now: Instant) -> Self {
+    pub(crate) fn new(
+        index: u32,
+        config: &Config,
+        device: &mut LinkDevice<'_>,
+        now: Instant,
+    ) -> Self {
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ip);
         iface_config.random_seed = config.seed().wrapping_add(u64::from(index));
         let mut iface = Interface::new(iface_config, device, now);

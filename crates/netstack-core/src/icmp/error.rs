@@ -16,7 +16,7 @@ use smoltcp::wire::{
 
 use crate::error::Error;
 use crate::icmp::unreachable::{Unreachable, QUOTE_V4, QUOTE_V6};
-use crate::state::Inner;
+use crate::outbox::Outbox;
 use crate::waker::WakeBatch;
 
 /// The addresses of `packet` if an error may be sent about it (RFC 1812 4.3.2.7, RFC 4443
@@ -60,7 +60,7 @@ fn may_answer(packet: &[u8]) -> Option<(IpAddress, IpAddress)> {
     }
 }
 
-impl Inner {
+impl Outbox {
     /// Sends a destination-unreachable error of `kind` about `offending` (a packet the stack
     /// received, from its IP header on), from the packet's destination to its source.
     ///
@@ -76,26 +76,22 @@ impl Inner {
         wake: &mut WakeBatch,
     ) -> Result<(), Error> {
         let Some((src, dst)) = may_answer(offending) else {
-            self.counters.icmp.errors_not_allowed += 1;
+            self.counters.icmp_errors_not_allowed += 1;
             return Err(Error::NotAllowed);
         };
         if !self.icmp_errors.take(now) {
-            self.counters.drops.icmp_rate_limited += 1;
+            self.counters.icmp_rate_limited += 1;
             return Err(Error::RateLimited);
         }
+        let mtu = self.ip.mtu();
         let (protocol, max_quote) = match dst {
-            IpAddress::Ipv4(_) => (IpProtocol::Icmp, QUOTE_V4.min(self.config.mtu - 28)),
-            IpAddress::Ipv6(_) => (IpProtocol::Icmpv6, QUOTE_V6.min(self.config.mtu - 48)),
+            IpAddress::Ipv4(_) => (IpProtocol::Icmp, QUOTE_V4.min(mtu - 28)),
+            IpAddress::Ipv6(_) => (IpProtocol::Icmpv6, QUOTE_V6.min(mtu - 48)),
         };
         let quote = &offending[..offending.len().min(max_quote)];
-        if !self.egress_has_room_for(1) {
-            self.counters.drops.egress_full += 1;
-            return Err(Error::QueueFull);
-        }
         // From the unreachable destination back to the sender.
         let (from, to) = (dst, src);
-        self.ip_out.emit(
-            &mut self.device.egress,
+        self.emit(
             from,
             to,
             protocol,
@@ -119,9 +115,9 @@ impl Inner {
                     (IpAddress::Ipv6(_), IpAddress::Ipv4(_)) => {}
                 }
             },
+            wake,
         )?;
-        self.counters.icmp.errors_sent += 1;
-        self.egress_waiters.take_all(wake);
+        self.counters.icmp_errors_sent += 1;
         Ok(())
     }
 }

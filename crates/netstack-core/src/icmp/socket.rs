@@ -75,19 +75,19 @@ impl<P: StackPtr + Unpin> Stream for IcmpSocket<P> {
 impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// Claims the stack's one ICMP receiver; `false` if it is already claimed.
     pub(crate) fn claim_icmp(&self) -> bool {
-        self.with(|inner, _| !core::mem::replace(&mut inner.icmp_claimed, true))
+        self.with_shared(|shared, _| !core::mem::replace(&mut shared.icmp_claimed, true))
     }
 
     /// Releases the ICMP receiver claimed with `claim_icmp`.
     pub(crate) fn release_icmp(&self) {
-        self.with(|inner, _| inner.icmp_claimed = false);
+        self.with_shared(|shared, _| shared.icmp_claimed = false);
     }
 
     /// Takes the next ICMP message delivered to the application (echo requests with
     /// [`IcmpEchoMode::Deliver`](crate::IcmpEchoMode::Deliver), other messages with
     /// `icmp_deliver_other`), or registers the waker.
     pub fn poll_icmp_recv(&self, cx: &mut Context<'_>) -> Poll<IcmpMessage> {
-        self.with(|inner, _| inner.icmp.poll_pop(cx))
+        self.with_shared(|shared, _| shared.icmp.poll_pop(cx))
     }
 
     /// Answers a delivered echo request (as its destination would have).
@@ -99,12 +99,8 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         if !matches!(request.kind(), IcmpKind::EchoRequest { .. }) {
             return Err(Error::NotEchoRequest);
         }
-        self.with(|inner, wake| {
-            let r = inner.send_echo_reply(request.dst(), request.src(), request.message(), wake);
-            if r == Err(Error::QueueFull) {
-                inner.counters.drops.egress_full += 1;
-            }
-            r
+        self.with_shared(|shared, wake| {
+            shared.send_echo_reply(request.dst(), request.src(), request.message(), wake)
         })
     }
 }

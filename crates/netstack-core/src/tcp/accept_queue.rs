@@ -33,11 +33,6 @@ impl AcceptQueue {
         true
     }
 
-    /// Whether another connection would not fit.
-    pub(crate) fn is_full(&self) -> bool {
-        self.queue.len() >= self.capacity
-    }
-
     /// Takes the next connection, or registers the waker.
     pub(crate) fn poll_pop(&mut self, cx: &mut Context<'_>) -> Poll<ConnId> {
         match self.queue.pop_front() {

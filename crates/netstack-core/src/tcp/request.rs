@@ -17,9 +17,9 @@ use smoltcp::time::Instant;
 
 use crate::classify::{SynOptions, TcpHeader};
 use crate::error::{Error, TcpError};
+use crate::group::Group;
 use crate::ptr::{Handle, StackPtr};
 use crate::stack::Stack;
-use crate::state::Inner;
 use crate::tcp::connection::{Accepted, ConnId};
 use crate::tcp::pending::{Refusal, RequestInfo};
 use crate::tcp::stream::TcpStream;
@@ -157,38 +157,51 @@ impl<P: StackPtr> Drop for Handshake<P> {
 impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// Takes the next request a listener may hand out, or registers the waker.
     pub(crate) fn poll_request(&self, cx: &mut Context<'_>) -> Poll<RequestInfo> {
-        self.with(|inner, _| loop {
-            let id = match inner.requests.poll_pop(cx) {
+        loop {
+            let id = match self.with_shared(|shared, _| shared.requests.poll_pop(cx)) {
                 Poll::Ready(id) => id,
                 Poll::Pending => return Poll::Pending,
             };
-            if let Some(info) = inner.shards[id.shard()].tcp.hand_out_request(id) {
+            let info =
+                self.with_request(id, |group, i, _| group.shards[i].tcp.hand_out_request(id));
+            if let Some(info) = info {
                 return Poll::Ready(info);
             }
+        }
+    }
+
+    /// Runs `f` on the group of request (or connection) `id` and its local shard index.
+    fn with_request<R>(
+        &self,
+        id: ConnId,
+        f: impl FnOnce(&mut Group, usize, &mut WakeBatch) -> R,
+    ) -> R {
+        self.with_group(id.shard() % self.runner_groups(), |group, wake| {
+            let i = group.local(id.shard());
+            f(group, i, wake)
         })
     }
 
     /// Accepts request `id`: its socket is made and smoltcp answers the SYN.
     fn accept_request(&self, id: ConnId) -> Result<(), TcpError> {
         let now = self.clock().now();
-        self.with(|inner, wake| {
-            let i = id.shard();
-            let Some(request) = inner.shards[i].tcp.take_request(id) else {
+        self.with_request(id, |group, i, wake| {
+            let Some(request) = group.shards[i].tcp.take_request(id) else {
                 return Err(TcpError::ConnectionReset); // expired meanwhile
             };
-            let shard = &mut inner.shards[i];
+            let shard = &mut group.shards[i];
             if let Err(e) =
                 shard
                     .tcp
-                    .accept_request(id, &request, &inner.config, &mut shard.sockets)
+                    .accept_request(id, &request, &group.config, &mut shard.sockets)
             {
-                let _ = inner.send_rst(request.tuple, &request.header, wake);
+                let _ = group.out.send_rst(request.tuple, &request.header, wake);
                 return Err(e);
             }
-            inner.feed(i, request.syn, now);
-            let shard = &mut inner.shards[i];
+            group.feed(i, request.syn, now);
+            let shard = &mut group.shards[i];
             shard.tcp.after_new_syn(id, &mut shard.sockets);
-            inner.schedule(i, wake);
+            group.schedule(i, wake);
             Ok(())
         })
     }
@@ -196,15 +209,14 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// Refuses request `id`, unless it expired (then the stack has refused it already).
     fn refuse_request(&self, id: ConnId, refusal: Refusal) -> Result<(), Error> {
         let now = self.clock().now();
-        self.with(|inner, wake| {
-            let Some(request) = inner.shards[id.shard()].tcp.take_request(id) else {
+        self.with_request(id, |group, i, wake| {
+            let Some(request) = group.shards[i].tcp.take_request(id) else {
                 return Ok(());
             };
-            inner.requests.forget(id);
-            let table = &mut inner.shards[id.shard()].tcp;
+            let table = &mut group.shards[i].tcp;
             table.stats.refused_by_application += 1;
             table.remember_refusal(request.tuple, refusal, now);
-            inner.refuse(
+            group.refuse(
                 request.tuple,
                 &request.header,
                 &request.syn,
@@ -217,28 +229,26 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
 
     /// Ready once accepted request `id` is established (its stream is counted as a handle).
     fn poll_handshake(&self, id: ConnId, cx: &mut Context<'_>) -> Poll<Result<Accepted, TcpError>> {
-        self.with(|inner, _| {
-            let r = inner.shards[id.shard()].tcp.poll_handshake(id, cx);
-            if let Poll::Ready(Ok(_)) = r {
-                inner.handles += 1;
-            }
-            r
-        })
+        let r = self.with_request(id, |group, i, _| group.shards[i].tcp.poll_handshake(id, cx));
+        if let Poll::Ready(Ok(_)) = r {
+            self.count_stream();
+        }
+        r
     }
 
     /// The task waiting for `id`'s handshake gave up: reset the connection.
     fn abort_handshake(&self, id: ConnId) {
         let now = self.clock().now();
-        self.with(|inner, wake| {
-            let shard = &mut inner.shards[id.shard()];
+        self.with_request(id, |group, i, wake| {
+            let shard = &mut group.shards[i];
             shard.tcp.abort(id, &mut shard.sockets, wake);
             shard.tcp.orphan(id, now);
-            inner.schedule(id.shard(), wake);
+            group.schedule(i, wake);
         });
     }
 }
 
-impl Inner {
+impl Group {
     /// Answers the SYN `syn` (of `tuple`, with `header`) as `refusal` says.
     pub(crate) fn refuse(
         &mut self,
@@ -250,13 +260,13 @@ impl Inner {
         wake: &mut WakeBatch,
     ) -> Result<(), Error> {
         if let Refusal::Unreachable(kind) = refusal {
-            match self.send_unreachable(syn, kind, now, wake) {
+            match self.out.send_unreachable(syn, kind, now, wake) {
                 Err(Error::QueueFull) => return Err(Error::QueueFull),
                 Ok(()) => return Ok(()),
                 // Not allowed or rate-limited: a reset refuses it all the same.
                 Err(_) => {}
             }
         }
-        self.send_rst(tuple, header, wake)
+        self.out.send_rst(tuple, header, wake)
     }
 }

@@ -6,7 +6,7 @@ use smoltcp::wire::{IpProtocol, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
 
 use crate::classify::TcpHeader;
 use crate::error::Error;
-use crate::state::Inner;
+use crate::outbox::Outbox;
 use crate::tcp::tuple::FourTuple;
 use crate::waker::WakeBatch;
 
@@ -38,9 +38,9 @@ fn rst_for(tuple: FourTuple, header: &TcpHeader) -> TcpRepr<'static> {
     }
 }
 
-impl Inner {
-    /// Queues the RST that refuses `header` on `tuple`; if the egress queue is full it is
-    /// dropped and counted (the peer retransmits its SYN and is refused again).
+impl Outbox {
+    /// Queues the RST that refuses `header` on `tuple`; if the outbox is full it is dropped
+    /// and counted (the peer retransmits its SYN and is refused again).
     pub(crate) fn send_rst(
         &mut self,
         tuple: FourTuple,
@@ -49,12 +49,7 @@ impl Inner {
     ) -> Result<(), Error> {
         let repr = rst_for(tuple, header);
         let (src, dst) = (tuple.local.addr, tuple.remote.addr);
-        if !self.egress_has_room_for(1) {
-            self.counters.drops.egress_full += 1;
-            return Err(Error::QueueFull);
-        }
-        self.ip_out.emit(
-            &mut self.device.egress,
+        self.emit(
             src,
             dst,
             IpProtocol::Tcp,
@@ -63,9 +58,8 @@ impl Inner {
                 let mut packet = TcpPacket::new_unchecked(buf);
                 repr.emit(&mut packet, &src, &dst, &ChecksumCapabilities::default());
             },
-        )?;
-        self.egress_waiters.take_all(wake);
-        Ok(())
+            wake,
+        )
     }
 }
 

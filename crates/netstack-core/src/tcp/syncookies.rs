@@ -9,9 +9,9 @@ use smoltcp::wire::{IpAddress, IpProtocol, TcpControl, TcpPacket, TcpRepr, TcpSe
 
 use crate::classify::{SynOptions, TcpHeader};
 use crate::error::Error;
+use crate::group::Group;
 use crate::packet::Packet;
 use crate::shard::shard_of;
-use crate::state::Inner;
 use crate::tcp::cookie::CookieOptions;
 use crate::tcp::table::over_hard_limit;
 use crate::tcp::tuple::FourTuple;
@@ -36,7 +36,7 @@ fn advertised_window(rx_buffer: usize, peer_scales: bool) -> (u16, Option<u8>) {
     (window, peer_scales.then_some(shift))
 }
 
-impl Inner {
+impl Group {
     /// The MSS the stack's sockets announce for a connection to `addr`.
     fn local_mss(&self, addr: IpAddress) -> u16 {
         let ip_header = match addr {
@@ -73,13 +73,8 @@ impl Inner {
             timestamp: None,
             payload: &[],
         };
-        if !self.egress_has_room_for(1) {
-            self.counters.drops.egress_full += 1;
-            return Err(Error::QueueFull);
-        }
         let (src, dst) = (tuple.local.addr, tuple.remote.addr);
-        self.ip_out.emit(
-            &mut self.device.egress,
+        self.out.emit(
             src,
             dst,
             IpProtocol::Tcp,
@@ -92,15 +87,15 @@ impl Inner {
                     &ChecksumCapabilities::default(),
                 );
             },
+            wake,
         )?;
-        let i = shard_of(&tuple, self.shards.len());
+        let i = self.local(shard_of(&tuple, self.config.tcp_shards));
         self.shards[i].tcp.stats.syn_cookies_sent += 1;
-        self.egress_waiters.take_all(wake);
         Ok(())
     }
 
     /// Checks whether `ack` (an ACK for no connection, in `packet`) returns a valid cookie,
-    /// and if so creates its connection in shard `i`. Returns the packet back if it is not a
+    /// and if so creates its connection in local shard `i`. Returns the packet back if it is not a
     /// cookie connection (smoltcp then answers it with RST, as any stray segment).
     pub(crate) fn try_cookie(
         &mut self,
@@ -120,10 +115,8 @@ impl Inner {
             return Some(packet);
         };
         let total: usize = self.shards.iter().map(|s| s.tcp.len()).sum();
-        if over_hard_limit(&self.config, &mut self.shards[i].tcp.stats, total)
-            || self.accept.is_full()
-        {
-            // Like Linux with a full accept queue: drop the ACK; the client retransmits.
+        if over_hard_limit(&self.config, &mut self.shards[i].tcp.stats, total) {
+            // Like Linux at its limits: drop the ACK; the client retransmits.
             return None;
         }
         let syn = self.replayed_syn(tuple, peer_isn, &options, header)?;
@@ -173,7 +166,8 @@ impl Inner {
             payload: &[],
         };
         let (src, dst) = (tuple.remote.addr, tuple.local.addr);
-        self.ip_out
+        self.out
+            .ip
             .build(src, dst, IpProtocol::Tcp, repr.buffer_len(), |buf| {
                 repr.emit(
                     &mut TcpPacket::new_unchecked(buf),

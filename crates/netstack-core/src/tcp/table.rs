@@ -28,7 +28,6 @@ use crate::config::Config;
 use crate::error::TcpError;
 use crate::packet::Packet;
 use crate::stats::TcpStats;
-use crate::tcp::accept_queue::AcceptQueue;
 use crate::tcp::connection::{Accepted, Conn, ConnId, Phase};
 use crate::tcp::pending::{PendingRequest, RecentRefusals, Refusal, RequestInfo};
 use crate::tcp::tuple::FourTuple;
@@ -98,6 +97,11 @@ impl TcpTable {
             deadline: None,
             stats: TcpStats::default(),
         }
+    }
+
+    /// The (global) number of this table's shard.
+    pub(crate) fn shard(&self) -> u32 {
+        self.shard
     }
 
     /// Connections in this shard, in any phase, and pending requests.
@@ -410,7 +414,7 @@ impl TcpTable {
         now: Instant,
         config: &Config,
         sockets: &mut SocketSet<'static>,
-        accept: &mut AcceptQueue,
+        established: &mut Vec<ConnId>,
         wake: &mut WakeBatch,
     ) -> bool {
         let mut aborted = false;
@@ -441,17 +445,13 @@ impl TcpTable {
                     }
                     _ => {
                         self.syn_received -= 1;
+                        conn.phase = Phase::AcceptPending;
                         if conn.awaited {
                             // An accepted request: its task awaits the handshake.
-                            conn.phase = Phase::AcceptPending;
                             wake.take_from(&mut conn.read);
-                        } else if accept.push(id, wake) {
-                            conn.phase = Phase::AcceptPending;
                         } else {
-                            self.stats.refused_accept_queue += 1;
-                            socket.abort();
-                            aborted = true;
-                            conn.phase = Phase::Orphan { since: now };
+                            // For the accept queue (see `refuse_accept_overflow`).
+                            established.push(id);
                         }
                     }
                 },
@@ -718,6 +718,21 @@ impl TcpTable {
     pub(crate) fn add_handle(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.handles = conn.handles.saturating_add(1);
+        }
+    }
+
+    /// Resets established connection `id`, for which the accept queue had no room.
+    pub(crate) fn refuse_accept_overflow(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+        sockets: &mut SocketSet<'static>,
+    ) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            self.stats.refused_accept_queue += 1;
+            sockets.get_mut::<tcp::Socket>(conn.socket).abort();
+            conn.phase = Phase::Orphan { since: now };
+            self.deadline = Some(now);
         }
     }
 

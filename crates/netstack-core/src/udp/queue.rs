@@ -83,11 +83,6 @@ impl UdpDatagram {
         ErrorQuote::of(&self.packet)
     }
 
-    /// The whole packet the datagram came in.
-    pub(crate) fn into_packet(self) -> Packet {
-        self.packet
-    }
-
     /// Bytes this datagram holds in memory.
     fn footprint(&self) -> usize {
         self.packet.capacity()

@@ -280,17 +280,17 @@ impl<P: StackPtr + Unpin> Sink<Datagram> for UdpSendHalf<P> {
 impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// Claims the stack's one UDP receiver; `false` if it is already claimed.
     pub(crate) fn claim_udp(&self) -> bool {
-        self.with(|inner, _| !core::mem::replace(&mut inner.udp_claimed, true))
+        self.with_shared(|shared, _| !core::mem::replace(&mut shared.udp_claimed, true))
     }
 
     /// Releases the UDP receiver claimed with `claim_udp`.
     pub(crate) fn release_udp(&self) {
-        self.with(|inner, _| inner.udp_claimed = false);
+        self.with_shared(|shared, _| shared.udp_claimed = false);
     }
 
     /// Takes the next UDP datagram received for any destination, or registers the waker.
     pub fn poll_udp_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
-        self.with(|inner, _| inner.udp.poll_pop(cx))
+        self.with_shared(|shared, _| shared.udp.poll_pop(cx))
     }
 
     /// Sends a UDP datagram from `src` (typically the original destination of the datagram
@@ -307,7 +307,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         dst: IpEndpoint,
         payload: &[u8],
     ) -> Poll<Result<(), Error>> {
-        self.with(|inner, wake| inner.poll_send_udp(cx, src, dst, payload, wake))
+        self.with_shared(|shared, wake| shared.poll_send_udp(cx, src, dst, payload, wake))
     }
 
     /// Sends a destination unreachable of `kind` about the packet `about` quotes (see
@@ -317,6 +317,10 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// As there.
     pub fn send_unreachable(&self, about: &ErrorQuote, kind: Unreachable) -> Result<(), Error> {
         let now = self.clock().now();
-        self.with(|inner, wake| inner.send_unreachable(about.as_bytes(), kind, now, wake))
+        self.with_shared(|shared, wake| {
+            shared
+                .out
+                .send_unreachable(about.as_bytes(), kind, now, wake)
+        })
     }
 }

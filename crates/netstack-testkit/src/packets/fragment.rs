@@ -116,7 +116,10 @@ fn cut(
     chunk: usize,
     fragment: impl Fn(usize, bool, &[u8]) -> Vec<u8>,
 ) -> Vec<Vec<u8>> {
-    assert!(chunk > 0 && chunk.is_multiple_of(8), "fragment size {chunk}");
+    assert!(
+        chunk > 0 && chunk.is_multiple_of(8),
+        "fragment size {chunk}"
+    );
     assert!(!payload.is_empty(), "an empty payload has no fragments");
     payload
         .chunks(chunk)
