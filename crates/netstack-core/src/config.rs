@@ -22,6 +22,13 @@ pub struct Config {
     /// must mark every TCP packet larger than `mtu` for segmentation. UDP and ICMP still
     /// respect `mtu`. Default `false`.
     pub tcp_segmentation_offload: bool,
+    /// The device completes the checksum of every TCP segment the stack sends (a Linux TUN
+    /// device with `IFF_VNET_HDR` and `TUN_F_CSUM`: the writer marks each TCP packet
+    /// `VIRTIO_NET_HDR_F_NEEDS_CSUM` with the pseudo-header sum in the checksum field). The
+    /// stack then leaves the field zero instead of summing every byte it sends. Segments the
+    /// stack builds without smoltcp (resets, SYN cookies) still carry full checksums. Default
+    /// `false`.
+    pub tcp_checksum_offload: bool,
     /// Verify the TCP, UDP and ICMP checksums of every packet the device delivers, dropping
     /// and counting bad ones (`drops.bad_checksum`). Default `true`. Turn it off only for a
     /// device that vouches for them: a Linux TUN device carries packets the local kernel built,
@@ -157,6 +164,7 @@ impl Default for Config {
             tcp_shards: 256,
             tcp_runners: 1,
             tcp_segmentation_offload: false,
+            tcp_checksum_offload: false,
             verify_checksums: true,
         }
     }
@@ -182,6 +190,8 @@ setter! {
     mtu: usize,
     /// Sets [`Config::tcp_segmentation_offload`].
     tcp_segmentation_offload: bool,
+    /// Sets [`Config::tcp_checksum_offload`].
+    tcp_checksum_offload: bool,
     /// Sets [`Config::verify_checksums`].
     verify_checksums: bool,
     /// Sets [`Config::tcp_rx_buffer`].

@@ -6,7 +6,6 @@
 //! is full the device reports no capacity and smoltcp keeps segments in the socket buffers, so
 //! nothing is dropped and nothing grows.
 
-use alloc::vec;
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -19,6 +18,9 @@ pub(crate) struct LinkDevice<'a> {
     pub(crate) rx: &'a mut Option<Packet>,
     pub(crate) out: &'a mut Outbox,
     pub(crate) mtu: usize,
+    /// Whether smoltcp computes TCP checksums (not when the device completes them:
+    /// [`Config::tcp_checksum_offload`](crate::Config::tcp_checksum_offload)).
+    pub(crate) tcp_checksum: bool,
 }
 
 impl phy::Device for LinkDevice<'_> {
@@ -52,10 +54,16 @@ impl phy::Device for LinkDevice<'_> {
         caps.medium = Medium::Ip;
         caps.max_transmission_unit = self.mtu;
         // The front end (`ingest`) already verified the IPv4 header and TCP checksums of every
-        // packet it hands over; verifying again would read each payload twice.
+        // packet it hands over; verifying again would read each payload twice. A device that
+        // completes TCP checksums itself gets them zero: computing one would be another pass
+        // over every byte sent.
         let mut checksum = ChecksumCapabilities::default();
         checksum.ipv4 = Checksum::Tx;
-        checksum.tcp = Checksum::Tx;
+        checksum.tcp = if self.tcp_checksum {
+            Checksum::Tx
+        } else {
+            Checksum::None
+        };
         caps.checksum = checksum;
         caps
     }
@@ -77,8 +85,9 @@ pub(crate) struct TxToken<'a> {
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        // One allocation per outgoing packet: the packet is handed to the caller by value.
-        let mut packet = vec![0u8; len];
+        // The packet is handed to the application by value; its buffer comes back through
+        // `PacketStream::recycle` (or is a new one).
+        let mut packet = self.out.buffer(len);
         let r = f(&mut packet);
         self.out.push(packet);
         r

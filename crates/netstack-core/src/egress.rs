@@ -13,6 +13,18 @@ use crate::waker::WakeBatch;
 
 /// The egress primitives.
 impl<M: RawMutex, C: Clock> Stack<M, C> {
+    /// Takes back the buffers of packets the device has written, for the stack to build new
+    /// packets in without allocating and zeroing them (one lock acquisition per call; the
+    /// stack keeps a bounded number, drops the rest).
+    pub fn recycle(&self, packets: impl IntoIterator<Item = Packet>) {
+        let g = self.egress_cursor.load(Ordering::Relaxed) % self.runner_groups();
+        self.with_group(g, |group, _| {
+            for p in packets {
+                group.out.recycle(p);
+            }
+        });
+    }
+
     /// Takes the next outgoing packet, or registers the waker until there is one.
     pub fn poll_egress(&self, cx: &mut Context<'_>) -> Poll<Packet> {
         let mut one = One(None);

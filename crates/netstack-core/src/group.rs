@@ -82,6 +82,7 @@ impl Group {
                     rx: &mut rx,
                     out: &mut out,
                     mtu: config.tcp_mtu(),
+                    tcp_checksum: !config.tcp_checksum_offload,
                 };
                 Shard::new(s as u32, &config, &mut device, now)
             })

@@ -7,6 +7,8 @@
 //! the stack answers with by itself are dropped and counted.
 
 use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use smoltcp::wire::{IpAddress, IpProtocol};
 
@@ -28,6 +30,13 @@ pub(crate) struct OutboxCounters {
     pub(crate) icmp_errors_not_allowed: u64,
 }
 
+/// Packet buffers up to this size are pooled apart from larger ones (TCP super-segments).
+const SMALL_BUFFER: usize = 2048;
+/// Spare buffers kept per size class: small ones (acknowledgements, MTU-sized segments), large
+/// ones (up to 64 KiB each, with segmentation offload). At most 64 × 2 KiB + 16 × 64 KiB.
+const SPARE_SMALL: usize = 64;
+const SPARE_LARGE: usize = 16;
+
 /// A bounded queue of packets for the device, with the builder of the stack's own packets.
 pub(crate) struct Outbox {
     packets: VecDeque<Packet>,
@@ -41,6 +50,9 @@ pub(crate) struct Outbox {
     /// Datagram senders waiting for room.
     room: WakerList,
     pub(crate) counters: OutboxCounters,
+    /// Buffers of packets the device has written, returned by the application for reuse.
+    spare_small: Vec<Packet>,
+    spare_large: Vec<Packet>,
 }
 
 impl Outbox {
@@ -53,6 +65,42 @@ impl Outbox {
             consumers: WakerList::default(),
             room: WakerList::default(),
             counters: OutboxCounters::default(),
+            spare_small: Vec::new(),
+            spare_large: Vec::new(),
+        }
+    }
+
+    /// A buffer of `len` bytes for a packet smoltcp is about to write: a recycled one where
+    /// there is one (only bytes beyond its old length are zeroed: smoltcp overwrites the
+    /// whole packet), a new zeroed one otherwise.
+    pub(crate) fn buffer(&mut self, len: usize) -> Packet {
+        let pool = if len <= SMALL_BUFFER {
+            &mut self.spare_small
+        } else {
+            &mut self.spare_large
+        };
+        match pool.pop() {
+            Some(mut p) => {
+                if p.len() >= len {
+                    p.truncate(len);
+                } else {
+                    p.resize(len, 0);
+                }
+                p
+            }
+            None => vec![0u8; len],
+        }
+    }
+
+    /// Keeps `packet`'s buffer for reuse, if its size class has room.
+    pub(crate) fn recycle(&mut self, packet: Packet) {
+        let (pool, max) = if packet.capacity() <= SMALL_BUFFER {
+            (&mut self.spare_small, SPARE_SMALL)
+        } else {
+            (&mut self.spare_large, SPARE_LARGE)
+        };
+        if pool.len() < max {
+            pool.push(packet);
         }
     }
 

@@ -178,6 +178,7 @@ impl Group {
             rx: &mut self.rx,
             out: &mut self.out,
             mtu: self.config.tcp_mtu(),
+            tcp_checksum: !self.config.tcp_checksum_offload,
         };
         shard
             .iface
@@ -213,8 +214,9 @@ impl Group {
     fn service(&mut self, i: usize, now: Instant, wake: &mut WakeBatch) -> bool {
         self.expire_requests(i, now, wake);
         let mtu = self.config.tcp_mtu();
+        let checksum = !self.config.tcp_checksum_offload;
         let shard = &mut self.shards[i];
-        if !transmit(shard, &mut self.rx, &mut self.out, mtu, now) {
+        if !transmit(shard, &mut self.rx, &mut self.out, (mtu, checksum), now) {
             self.egress_blocked = true;
             return false;
         }
@@ -227,7 +229,7 @@ impl Group {
         );
         if aborted {
             // Send the RSTs now, then remove what they closed.
-            if !transmit(shard, &mut self.rx, &mut self.out, mtu, now) {
+            if !transmit(shard, &mut self.rx, &mut self.out, (mtu, checksum), now) {
                 self.egress_blocked = true;
                 return false;
             }
@@ -251,14 +253,19 @@ fn transmit(
     shard: &mut Shard,
     rx: &mut Option<Packet>,
     out: &mut crate::outbox::Outbox,
-    mtu: usize,
+    (mtu, tcp_checksum): (usize, bool),
     now: Instant,
 ) -> bool {
     loop {
         if out.is_full() {
             return false;
         }
-        let mut device = LinkDevice { rx, out, mtu };
+        let mut device = LinkDevice {
+            rx,
+            out,
+            mtu,
+            tcp_checksum,
+        };
         match shard
             .iface
             .poll_egress(now, &mut device, &mut shard.sockets)

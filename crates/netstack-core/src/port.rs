@@ -162,6 +162,13 @@ impl<P: StackPtr> PacketStream<P> {
     pub fn stats(&self) -> Stats {
         self.core.stats()
     }
+
+    /// Gives the buffers of packets the device has written back to the stack, which builds
+    /// later packets in them instead of allocating and zeroing new ones (see
+    /// [`Stack::recycle`](crate::Stack::recycle)). Optional: packets simply dropped are freed.
+    pub fn recycle(&self, packets: impl IntoIterator<Item = Packet>) {
+        self.core.recycle(packets);
+    }
 }
 
 impl<P: StackPtr + Unpin> Stream for PacketStream<P> {

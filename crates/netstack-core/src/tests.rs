@@ -291,3 +291,62 @@ fn ack_on_a_segment_beyond_a_zero_window_is_not_ignored() {
         "the ACK must be processed even though its segment is outside the zero window"
     );
 }
+
+#[test]
+fn with_tcp_checksum_offload_segments_leave_the_checksum_to_the_device() {
+    for offload in [false, true] {
+        let config = Config::default().tcp_checksum_offload(offload);
+        let stack = LocalStack::new(config, ManualClock::default());
+        let mut cx = Context::from_waker(Waker::noop());
+        let peer = IpEndpoint::new(IpAddress::Ipv4(PEER), 40000);
+        let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 80);
+        stack.push_ingress(tcp_syn(peer, target, 1000)).unwrap();
+        let _ = stack.poll_runner(&mut cx);
+        let Poll::Ready(synack) = stack.poll_egress(&mut cx) else {
+            panic!("no SYN-ACK: {}", stack.stats());
+        };
+        let checksum = u16::from_be_bytes([synack[20 + 16], synack[20 + 17]]);
+        if offload {
+            assert_eq!(checksum, 0, "left for the device");
+        } else {
+            assert!(tcp_info(&synack).is_some(), "a valid segment");
+            assert_ne!(checksum, 0);
+        }
+    }
+}
+
+#[test]
+fn recycled_packet_buffers_carry_the_next_segments() {
+    let stack = LocalStack::new(Config::default(), ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 7);
+    let h = peer.connect(40001, target, 65536);
+    settle(&stack, &mut peer, &mut cx);
+    let Poll::Ready(conn) = accept(&stack, &mut cx) else {
+        panic!("not accepted: {}", stack.stats());
+    };
+    // The device wrote a packet and gives its buffer back.
+    let written = alloc::vec![0xeeu8; 1500];
+    let buffer = written.as_ptr();
+    stack.recycle([written]);
+    assert_eq!(conn.poll_write(&mut cx, b"reply"), Poll::Ready(Ok(5)));
+    let _ = stack.poll_runner(&mut cx);
+    let Poll::Ready(segment) = stack.poll_egress(&mut cx) else {
+        panic!("nothing sent: {}", stack.stats());
+    };
+    assert_eq!(
+        segment.as_ptr(),
+        buffer,
+        "the segment reuses the recycled buffer"
+    );
+    assert!(
+        tcp_info(&segment).is_some_and(|t| t.payload_len == 5),
+        "a whole, valid segment"
+    );
+    peer.wire.to_peer.push_back(segment);
+    settle(&stack, &mut peer, &mut cx);
+    let mut got = [0u8; 5];
+    assert_eq!(peer.socket(h).recv_slice(&mut got), Ok(5));
+    assert_eq!(&got, b"reply");
+}
