@@ -49,7 +49,7 @@ impl fmt::Display for Error {
 pub enum TcpError {
     /// The peer reset the connection (RST), or the connection timed out.
     ConnectionReset,
-    /// The connection was aborted locally ([`TcpConnection::abort`](crate::TcpConnection::abort)).
+    /// The connection was aborted locally ([`TcpStream::abort`](crate::TcpStream::abort)).
     ConnectionAborted,
     /// Writing after the write half was shut down, or after the connection closed.
     BrokenPipe,

@@ -112,6 +112,17 @@ impl<P: StackPtr, E> PacketSink<P, E> {
         self.core.stats()
     }
 
+    /// Hands one packet to the stack without waiting, for platforms that deliver packets in
+    /// callbacks (iOS `NEPacketTunnelFlow`, a JNI bridge) rather than through a device a task
+    /// can await.
+    ///
+    /// # Errors
+    /// [`Error::QueueFull`] if it is a TCP segment and the stack's ingress queue is full: the
+    /// packet is dropped and counted (`drops.ingress_full`), as a full device queue would.
+    pub fn push(&self, packet: Packet) -> Result<(), Error> {
+        self.core.push_ingress(packet)
+    }
+
     /// Moves every packet of `packets` into the stack, waiting while its ingress queue is full:
     /// one lock acquisition per batch instead of two per packet (`poll_ready` + `start_send`).
     pub async fn send_batch(&mut self, packets: &mut VecDeque<Packet>) {
