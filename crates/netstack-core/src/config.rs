@@ -81,6 +81,13 @@ pub struct Config {
     /// How long a connection the application has dropped may take to finish closing (FIN
     /// exchange) before it is reset. Default 30 s.
     pub close_timeout: Duration,
+    /// Give the buffer memory of connections idle this long back: their receive and transmit
+    /// buffers, empty by then, are swapped for fresh ones of the same sizes, which cost no
+    /// memory until data arrives (on systems that map zeroed pages lazily, with an allocator
+    /// that maps large blocks afresh — `tun_forward` installs one), and the old ones are freed.
+    /// Budget accounting is unchanged: the sizes are the same. `None` (the default) keeps the
+    /// buffers for the connection's life, which is right where memory is not paged lazily.
+    pub tcp_idle_trim: Option<Duration>,
     /// Abort a connection whose sent data stays unacknowledged this long. Default 120 s.
     pub tcp_timeout: Option<Duration>,
     /// TCP keep-alive interval; `None` disables keep-alive. Default `None`.
@@ -147,6 +154,7 @@ impl Default for Config {
             egress_queue: 256,
             close_timeout: Duration::from_secs(30),
             tcp_timeout: Some(Duration::from_secs(120)),
+            tcp_idle_trim: None,
             tcp_keep_alive: None,
             runner_batch: 64,
             random_seed: None,
@@ -220,6 +228,8 @@ setter! {
     close_timeout: Duration,
     /// Sets [`Config::tcp_timeout`].
     tcp_timeout: Option<Duration>,
+    /// Sets [`Config::tcp_idle_trim`].
+    tcp_idle_trim: Option<Duration>,
     /// Sets [`Config::tcp_keep_alive`].
     tcp_keep_alive: Option<Duration>,
     /// Sets [`Config::runner_batch`].

@@ -118,6 +118,8 @@ pub struct TcpStats {
     pub duplicate_syns: u64,
     /// Abandoned connections reset after `close_timeout`.
     pub close_expired: u64,
+    /// Times an idle connection's buffers were swapped for fresh ones (`tcp_idle_trim`).
+    pub buffers_trimmed: u64,
     /// Connections now half-open (handshake in progress).
     pub syn_received: u64,
     /// Connections now established and waiting in the accept queue.
@@ -144,6 +146,7 @@ impl TcpStats {
         self.syn_expired += other.syn_expired;
         self.duplicate_syns += other.duplicate_syns;
         self.close_expired += other.close_expired;
+        self.buffers_trimmed += other.buffers_trimmed;
         self.syn_received += other.syn_received;
         self.accept_pending += other.accept_pending;
         self.open += other.open;
@@ -237,7 +240,7 @@ impl fmt::Display for Stats {
             f,
             "tcp: accepted {}, requests {} (refused by the application {}), refused (limit {}, \
              memory budget {}, backlog {}, accept queue {}), syn cookies (sent {}, accepted {}, \
-             invalid {}), syn expired {}, duplicate syns {}, close expired {}",
+             invalid {}), syn expired {}, duplicate syns {}, close expired {}, buffers trimmed {}",
             t.accepted,
             t.requests,
             t.refused_by_application,
@@ -250,7 +253,8 @@ impl fmt::Display for Stats {
             t.syn_cookies_invalid,
             t.syn_expired,
             t.duplicate_syns,
-            t.close_expired
+            t.close_expired,
+            t.buffers_trimmed
         )?;
         write!(
             f,

@@ -350,3 +350,57 @@ fn recycled_packet_buffers_carry_the_next_segments() {
     assert_eq!(peer.socket(h).recv_slice(&mut got), Ok(5));
     assert_eq!(&got, b"reply");
 }
+
+#[test]
+fn idle_connections_give_their_buffer_pages_back() {
+    let config = Config::default().tcp_idle_trim(Some(Duration::from_secs(2)));
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 22);
+    let h = peer.connect(40002, target, 65536);
+    settle(&stack, &mut peer, &mut cx);
+    let Poll::Ready(conn) = accept(&stack, &mut cx) else {
+        panic!("not accepted: {}", stack.stats());
+    };
+    let exchange = |peer: &mut Peer, what: &[u8]| {
+        peer.socket(h).send_slice(what).unwrap();
+        settle(&stack, peer, &mut Context::from_waker(Waker::noop()));
+        let mut got = [0u8; 16];
+        let Poll::Ready(Ok(n)) = conn.poll_read(&mut Context::from_waker(Waker::noop()), &mut got)
+        else {
+            panic!("nothing to read");
+        };
+        assert_eq!(&got[..n], what);
+        assert_eq!(
+            conn.poll_write(&mut Context::from_waker(Waker::noop()), &got[..n]),
+            Poll::Ready(Ok(n))
+        );
+        settle(&stack, peer, &mut Context::from_waker(Waker::noop()));
+        let mut back = [0u8; 16];
+        assert_eq!(peer.socket(h).recv_slice(&mut back), Ok(n));
+        assert_eq!(&back[..n], what);
+    };
+    exchange(&mut peer, b"before");
+    // Not idle long enough yet.
+    stack.clock().0.advance(Duration::from_secs(1));
+    let status = stack.poll_runner(&mut cx);
+    assert_eq!(stack.stats().tcp.buffers_trimmed, 0);
+    let due = status.deadline.expect("the trim is scheduled");
+    assert!(
+        due <= stack.clock().now() + Duration::from_secs(1),
+        "{due:?}"
+    );
+    stack.clock().0.advance(Duration::from_millis(1100));
+    let _ = stack.poll_runner(&mut cx);
+    assert_eq!(stack.stats().tcp.buffers_trimmed, 1, "{}", stack.stats());
+    // Once trimmed, nothing more to do until data moves.
+    stack.clock().0.advance(Duration::from_secs(10));
+    let _ = stack.poll_runner(&mut cx);
+    assert_eq!(stack.stats().tcp.buffers_trimmed, 1);
+    // The connection goes on in its new buffers, and trims again after the next silence.
+    exchange(&mut peer, b"after");
+    stack.clock().0.advance(Duration::from_secs(3));
+    let _ = stack.poll_runner(&mut cx);
+    assert_eq!(stack.stats().tcp.buffers_trimmed, 2);
+}

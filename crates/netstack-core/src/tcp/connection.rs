@@ -58,6 +58,12 @@ pub(crate) struct Conn {
     /// An accepted connection request: a task awaits the handshake (`TcpTable::poll_handshake`),
     /// so it does not go to the accept queue.
     pub(crate) awaited: bool,
+    /// The application read or wrote since the last pass (see `last_active`).
+    pub(crate) touched: bool,
+    /// When the connection last had data buffered or moved by the application, as of a pass.
+    pub(crate) last_active: Instant,
+    /// Its buffers were swapped for fresh ones since it last had data (`tcp_idle_trim`).
+    pub(crate) trimmed: bool,
 }
 
 impl Conn {
@@ -72,6 +78,9 @@ impl Conn {
             write: WakerSlot::default(),
             aborted: false,
             awaited: false,
+            touched: false,
+            last_active: now,
+            trimmed: false,
         }
     }
 }

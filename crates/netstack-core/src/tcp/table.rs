@@ -463,6 +463,13 @@ impl TcpTable {
                     if conn.write.is_registered() && (socket.can_send() || !socket.may_send()) {
                         wake.take_from(&mut conn.write);
                     }
+                    if let Some(idle) = config.tcp_idle_trim {
+                        match trim_if_idle(conn, socket, idle, config, now) {
+                            Trim::Trimmed => self.stats.buffers_trimmed += 1,
+                            Trim::At(at) => deadline = Some(deadline.map_or(at, |d| d.min(at))),
+                            Trim::Nothing => {}
+                        }
+                    }
                 }
                 Phase::Orphan { since } => {
                     let expiry = since + config.close_timeout;
@@ -621,6 +628,7 @@ impl TcpTable {
             conn.read.register(cx.waker());
             return Poll::Pending;
         }
+        conn.touched = true;
         // smoltcp sends a window update once the window at least doubles, which can only
         // happen if the last advertised window was at most half the buffer.
         *window_update = queued * 2 >= socket.recv_capacity();
@@ -673,7 +681,10 @@ impl TcpTable {
                 conn.write.register(cx.waker());
                 Poll::Pending
             }
-            Ok(n) => Poll::Ready(Ok(n)),
+            Ok(n) => {
+                conn.touched = true;
+                Poll::Ready(Ok(n))
+            }
             Err(_) => Poll::Ready(Err(TcpError::BrokenPipe)),
         }
     }
@@ -775,6 +786,53 @@ impl TcpTable {
         // Let `maintain` reap it (or time it out) on the next runner pass.
         self.deadline = Some(now);
         true
+    }
+}
+
+/// What [`trim_if_idle`] did.
+enum Trim {
+    /// Swapped the buffers now.
+    Trimmed,
+    /// Look again at this time.
+    At(Instant),
+    /// Trimmed already: nothing to wait for until data moves again.
+    Nothing,
+}
+
+/// With `tcp_idle_trim`: swaps the buffers of a connection that had no data for `idle` for
+/// fresh ones of the same sizes (untouched, so they cost no memory until used; the old ones
+/// go back to the allocator).
+fn trim_if_idle(
+    conn: &mut Conn,
+    socket: &mut tcp::Socket<'static>,
+    idle: smoltcp::time::Duration,
+    config: &Config,
+    now: Instant,
+) -> Trim {
+    if core::mem::take(&mut conn.touched) || socket.recv_queue() > 0 || socket.send_queue() > 0 {
+        conn.last_active = now;
+        conn.trimmed = false;
+    }
+    if conn.trimmed {
+        return Trim::Nothing;
+    }
+    let due = conn.last_active + idle;
+    if now < due {
+        return Trim::At(due);
+    }
+    let rx = tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]);
+    let tx = tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]);
+    match socket.replace_buffers(rx, tx) {
+        // The old buffers are dropped here, back to the allocator.
+        Ok(_old) => {
+            conn.trimmed = true;
+            Trim::Trimmed
+        }
+        // Out-of-order data is waiting: look again later.
+        Err(_) => {
+            conn.last_active = now;
+            Trim::At(now + idle)
+        }
     }
 }
 

@@ -1274,6 +1274,34 @@ impl<'a> Socket<'a> {
         self.rx_buffer.capacity()
     }
 
+    /// netstack patch: replace the socket's receive and transmit buffers with `rx` and `tx`,
+    /// returning the old ones, if nothing is buffered (no received data waiting to be read, no
+    /// out-of-order data, nothing sent and unacknowledged or waiting to be sent) and the new
+    /// buffers have the old ones' capacities (so the windows advertised and the window scale
+    /// stay right). Otherwise nothing changes and `rx` and `tx` are handed back.
+    ///
+    /// An application with many idle connections gives their buffers back to the allocator
+    /// this way (with fresh, untouched buffers in their place, which cost no memory until
+    /// used), without closing them.
+    #[allow(clippy::type_complexity)]
+    pub fn replace_buffers(
+        &mut self,
+        rx: SocketBuffer<'a>,
+        tx: SocketBuffer<'a>,
+    ) -> Result<(SocketBuffer<'a>, SocketBuffer<'a>), (SocketBuffer<'a>, SocketBuffer<'a>)> {
+        let idle =
+            self.rx_buffer.is_empty() && self.assembler.is_empty() && self.tx_buffer.is_empty();
+        if !idle
+            || rx.capacity() != self.rx_buffer.capacity()
+            || tx.capacity() != self.tx_buffer.capacity()
+        {
+            return Err((rx, tx));
+        }
+        let old_rx = core::mem::replace(&mut self.rx_buffer, rx);
+        let old_tx = core::mem::replace(&mut self.tx_buffer, tx);
+        Ok((old_rx, old_tx))
+    }
+
     /// Return the maximum number of bytes inside the transmit buffer.
     #[inline]
     pub fn send_capacity(&self) -> usize {
@@ -3678,6 +3706,61 @@ mod test {
         assert_eq!(s.recv_slice(&mut [0; 3]), Ok(3));
         // It applies once: the socket's next passive open is its own again.
         assert_eq!(s.syn_answered, None);
+    }
+
+    // netstack patch: buffers are replaced only while nothing is buffered, by buffers of the
+    // same capacities, and the connection goes on with the new ones.
+    #[test]
+    fn test_replace_buffers_only_when_idle() {
+        let mut s = socket_established();
+        s.send_slice(b"abc").unwrap();
+        let fresh = || {
+            (
+                SocketBuffer::new(vec![0; 64]),
+                SocketBuffer::new(vec![0; 64]),
+            )
+        };
+        let (rx, tx) = fresh();
+        assert!(s.replace_buffers(rx, tx).is_err(), "unacknowledged data");
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abc"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                ..SEND_TEMPL
+            }
+        );
+        assert!(
+            s.replace_buffers(
+                SocketBuffer::new(vec![0; 32]),
+                SocketBuffer::new(vec![0; 64])
+            )
+            .is_err(),
+            "another capacity"
+        );
+        let (rx, tx) = fresh();
+        let (old_rx, old_tx) = s.replace_buffers(rx, tx).expect("idle");
+        assert_eq!((old_rx.capacity(), old_tx.capacity()), (64, 64));
+        // Data keeps flowing through the new buffers.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                payload: &b"xyz"[..],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.recv_slice(&mut [0; 8]), Ok(3));
     }
 
     #[test]
