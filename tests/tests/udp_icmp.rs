@@ -326,3 +326,35 @@ fn udp_flood_to_a_slow_reader_keeps_memory_bounded() {
         assert_eq!(echo, b"after");
     });
 }
+
+/// A relay takes waiting datagrams in batches (one lock acquisition each), all of them, in
+/// order.
+#[test]
+fn datagrams_are_received_in_batches() {
+    run_in_netns(net(), 2, |tun| async move {
+        let fx = Fixture::start(tun, StackBuilder::default());
+        let udp = fx.stack.udp_socket().unwrap();
+        let kernel = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let to = SocketAddr::new(STACK_V4.into(), 4444);
+        for i in 0..100u16 {
+            kernel.send_to(&i.to_be_bytes(), to).await.unwrap();
+        }
+        let mut got = Vec::new();
+        let mut batches = 0;
+        timeout(LIMIT, async {
+            while got.len() < 100 {
+                let n = udp.recv_batch(&mut got, 64).await;
+                assert!((1..=64).contains(&n));
+                batches += 1;
+            }
+        })
+        .await
+        .expect("all 100 datagrams");
+        let seq: Vec<u16> = got
+            .iter()
+            .map(|d| u16::from_be_bytes([d.payload()[0], d.payload()[1]]))
+            .collect();
+        assert_eq!(seq, (0..100).collect::<Vec<_>>(), "in order");
+        assert!(batches < 100, "{batches} batches for 100 datagrams");
+    });
+}

@@ -114,6 +114,12 @@ impl<P: StackPtr> UdpSocket<P> {
         self.send.send_to(payload, src, dst).await
     }
 
+    /// Moves up to `max` waiting datagrams into `out` under one lock acquisition (see
+    /// [`UdpRecvHalf::poll_recv_batch`]); waits for at least one.
+    pub async fn recv_batch(&self, out: &mut impl Extend<UdpDatagram>, max: usize) -> usize {
+        poll_fn(|cx| self.recv.poll_recv_batch(cx, out, max)).await
+    }
+
     /// Receives the next datagram as the stack holds it (no copy; keeps its packet, so that
     /// [`UdpDatagram::quote`] can keep its start for an ICMP error).
     pub async fn recv_datagram(&self) -> UdpDatagram {
@@ -177,6 +183,18 @@ impl<P: StackPtr> UdpRecvHalf<P> {
     /// Polls for the next datagram (the core type: the payload stays in the packet buffer).
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
         self.stack.poll_udp_recv(cx)
+    }
+
+    /// Moves up to `max` waiting datagrams into `out` under one lock acquisition (a relay
+    /// then sends them upstream in one batch); `Pending`, with the waker registered, if there
+    /// are none.
+    pub fn poll_recv_batch(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut impl Extend<UdpDatagram>,
+        max: usize,
+    ) -> Poll<usize> {
+        self.stack.poll_udp_recv_batch(cx, out, max)
     }
 }
 
@@ -291,6 +309,31 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// Takes the next UDP datagram received for any destination, or registers the waker.
     pub fn poll_udp_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
         self.with_shared(|shared, _| shared.udp.poll_pop(cx))
+    }
+
+    /// Moves up to `max` waiting UDP datagrams into `out` under one lock acquisition, or
+    /// registers the waker if there are none.
+    pub fn poll_udp_recv_batch(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut impl Extend<UdpDatagram>,
+        max: usize,
+    ) -> Poll<usize> {
+        self.with_shared(|shared, _| {
+            let mut n = 0;
+            while n < max {
+                let Poll::Ready(d) = shared.udp.poll_pop(cx) else {
+                    break;
+                };
+                out.extend(core::iter::once(d));
+                n += 1;
+            }
+            if n == 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(n)
+            }
+        })
     }
 
     /// Sends a UDP datagram from `src` (typically the original destination of the datagram
