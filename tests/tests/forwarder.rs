@@ -257,8 +257,24 @@ fn tun_forward_smol_relays_v4_and_v6_at_mtu_1500() {
         1500,
         16 << 20,
         &[],
+        Segments::LargerThanMtu,
+    );
+}
+
+#[test]
+fn tun_forward_smol_without_offloads_relays_v4_and_v6_at_mtu_1500() {
+    forward_round_trip(
+        tun_forward_smol_binary,
+        1500,
+        16 << 20,
+        &["--no-offload"],
         Segments::WithinMtu,
     );
+}
+
+#[test]
+fn tun_forward_smol_relays_v4_and_v6_at_mtu_65000() {
+    forward_round_trip(tun_forward_smol_binary, 65000, 16 << 20, &[], Segments::Any);
 }
 
 /// `tun_forward` running in the calling thread's (fresh) namespace with the link configured.
@@ -268,13 +284,8 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    /// Enters a new namespace on this thread, starts `tun_forward --tun tunf <args>`, waits
-    /// for `ready` and configures the kernel side of the link.
-    fn start(args: &[&str]) -> Forwarder {
-        Self::start_binary(tun_forward_binary(), args)
-    }
-
-    /// As [`Forwarder::start`], for the forwarder binary at `binary`.
+    /// Enters a new namespace on this thread, starts `BINARY --tun tunf <args>`, waits for
+    /// `ready` and configures the kernel side of the link.
     fn start_binary(binary: PathBuf, args: &[&str]) -> Forwarder {
         enter_new_netns().expect("new network namespace");
         let mut cmd = Command::new(binary);
@@ -352,13 +363,15 @@ fn tun_forward_smol_answers_dig_and_ping() {
     dig_and_ping(tun_forward_smol_binary);
 }
 
-#[test]
-fn tun_forward_icmp_forward_reports_the_real_result() {
+/// `--icmp forward`: a ping through the forwarder at `binary` is answered only if its real
+/// destination answers.
+fn icmp_forward_reports_the_real_result(binary: fn() -> PathBuf) {
     for (redirect, expect_reply) in [("127.0.0.1", true), ("192.0.2.1", false)] {
         std::thread::spawn(move || {
             // 192.0.2.1 has no route inside the test namespace: the real ping fails at once,
             // so the stack must not pretend it answered.
-            let fwd = Forwarder::start(&["--redirect", redirect, "--icmp", "forward"]);
+            let fwd =
+                Forwarder::start_binary(binary(), &["--redirect", redirect, "--icmp", "forward"]);
             let (ok, _) = run("ping", &["-c", "2", "-i", "0.2", "-W", "3", "198.19.0.10"]);
             assert_eq!(ok, expect_reply, "ping via --icmp forward to {redirect}");
             drop(fwd);
@@ -366,6 +379,16 @@ fn tun_forward_icmp_forward_reports_the_real_result() {
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     }
+}
+
+#[test]
+fn tun_forward_icmp_forward_reports_the_real_result() {
+    icmp_forward_reports_the_real_result(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_icmp_forward_reports_the_real_result() {
+    icmp_forward_reports_the_real_result(tun_forward_smol_binary);
 }
 
 /// Deleting the forwarder's interface under it makes its device reads fail (`EBADFD`): the

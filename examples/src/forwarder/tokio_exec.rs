@@ -1,0 +1,108 @@
+//! The forwarder on tokio: the `Send` stack of `netstack-tokio` (its runner spawned with
+//! `tokio::spawn`), tokio's kernel sockets and timer, and [`Tun`] on tokio's reactor. Runs on the
+//! multi-thread runtime: every task may move between worker threads.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+
+use netstack_core::{Config, PacketPort};
+use tokio::io::ReadBuf;
+
+use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
+use super::task::Task;
+use crate::tun::Tun;
+use crate::tun_device::Device;
+
+/// The tokio executor (the ambient runtime: call [`forward`](super::forward) inside it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
+
+impl Executor for Tokio {
+    type Ptr = netstack_tokio::StackPtr;
+    type Tun = Tun;
+    type TcpStream = tokio::net::TcpStream;
+    type Datagram = tokio::net::UdpSocket;
+    type Sleep = Pin<Box<tokio::time::Sleep>>;
+
+    fn start_stack(&self, config: Config) -> PacketPort<Self::Ptr, io::Error> {
+        // The forwarder makes its own listener (of core streams) from the port.
+        let (port, _listener) = netstack_tokio::StackBuilder::new(config).run();
+        port
+    }
+
+    fn spawn(&self, task: Task<Self>) {
+        tokio::spawn(task.run());
+    }
+
+    fn open_tun(device: Device) -> io::Result<Tun> {
+        Tun::new(device)
+    }
+
+    async fn connect(to: SocketAddr) -> io::Result<tokio::net::TcpStream> {
+        let stream = tokio::net::TcpStream::connect(to).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    fn datagram(socket: std::net::UdpSocket) -> io::Result<tokio::net::UdpSocket> {
+        socket.set_nonblocking(true)?;
+        tokio::net::UdpSocket::from_std(socket)
+    }
+
+    fn sleep_until(deadline: Instant) -> Self::Sleep {
+        Box::pin(tokio::time::sleep_until(deadline.into()))
+    }
+}
+
+impl TunDevice for Tun {
+    async fn recv_many(
+        &self,
+        out: &mut VecDeque<Vec<u8>>,
+        max: usize,
+        capacity: usize,
+    ) -> io::Result<()> {
+        Tun::recv_many(self, out, max, capacity).await
+    }
+
+    async fn send(&self, packet: &[u8]) -> io::Result<usize> {
+        Tun::send(self, packet).await
+    }
+}
+
+impl KernelStream for tokio::net::TcpStream {
+    async fn readable(&self) -> io::Result<()> {
+        tokio::net::TcpStream::readable(self).await
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_read(self, buf)
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        tokio::net::TcpStream::writable(self).await
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, buf)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(self).shutdown(Shutdown::Write)
+    }
+}
+
+impl KernelDatagram for tokio::net::UdpSocket {
+    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        ready!(tokio::net::UdpSocket::poll_recv(self, cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+
+    async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
+        tokio::net::UdpSocket::send(self, datagram).await
+    }
+}
