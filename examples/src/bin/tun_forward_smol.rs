@@ -46,6 +46,11 @@ fn main() -> std::io::Result<ExitCode> {
         "tun_forward_smol",
         shutdown,
     );
+    // The forwarder's accept loop runs as a task of the executor, scheduled in turn with the
+    // runner and the relays. As the executor's main future it would be polled only between
+    // batches of 200 task runs, while the runner fills the accept queue (connections that
+    // complete their handshake when it is full are reset).
+    let forwarder = ex.spawn(forwarder);
     async_io::block_on(ex.run(forwarder))
 }
 

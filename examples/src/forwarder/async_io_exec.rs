@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use async_executor::LocalExecutor;
@@ -111,16 +110,11 @@ impl KernelStream for Async<TcpStream> {
     }
 }
 
+/// async-io counts `EPOLLERR` as readable: a socket error (ICMP port unreachable) wakes the
+/// reader, whose `recv` returns it.
 impl KernelDatagram for Async<UdpSocket> {
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        loop {
-            match self.get_ref().recv(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(self.poll_readable(cx))?;
-                }
-                result => return Poll::Ready(result),
-            }
-        }
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Async::<UdpSocket>::recv(self, buf).await
     }
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {

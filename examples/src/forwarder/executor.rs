@@ -12,7 +12,6 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use netstack_core::{Config, PacketPort, StackPtr};
@@ -103,8 +102,10 @@ pub trait KernelStream: 'static {
 
 /// A kernel datagram socket, connected to its peer.
 pub trait KernelDatagram: 'static {
-    /// Polls for one datagram into `buf` (a longer one is truncated).
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Receives one datagram into `buf` (a longer one is truncated). Also wakes for a pending
+    /// socket error (an ICMP error about an earlier datagram, which Linux reports as
+    /// `EPOLLERR` only) and returns it. Cancel-safe: dropping the future loses nothing.
+    fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
     /// Sends one datagram to the connected peer.
     fn send(&self, datagram: &[u8]) -> impl Future<Output = io::Result<usize>>;
 }

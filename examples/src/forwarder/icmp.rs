@@ -7,7 +7,6 @@
 //! (needs `CAP_NET_RAW`); either is connected to the destination and waited on with the
 //! executor's reactor, like a UDP flow's socket.
 
-use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -127,7 +126,7 @@ async fn ping<E: Executor>(to: IpAddr, seq: u16, data: &[u8]) -> io::Result<bool
     let mut bytes = vec![0u8; 65536];
     let answered = async {
         loop {
-            let n = poll_fn(|cx| socket.poll_recv(cx, &mut bytes)).await?;
+            let n = socket.recv(&mut bytes).await?;
             if is_reply(&bytes[..n], v6, raw, seq, data) {
                 return Ok::<_, io::Error>(true);
             }

@@ -4,13 +4,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use netstack_core::{Config, PacketPort};
-use tokio::io::ReadBuf;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
@@ -25,7 +25,7 @@ impl Executor for Tokio {
     type Ptr = netstack_tokio::StackPtr;
     type Tun = Tun;
     type TcpStream = tokio::net::TcpStream;
-    type Datagram = tokio::net::UdpSocket;
+    type Datagram = AsyncFd<UdpSocket>;
     type Sleep = Pin<Box<tokio::time::Sleep>>;
 
     fn start_stack(&self, config: Config) -> PacketPort<Self::Ptr, io::Error> {
@@ -48,9 +48,14 @@ impl Executor for Tokio {
         Ok(stream)
     }
 
-    fn datagram(socket: std::net::UdpSocket) -> io::Result<tokio::net::UdpSocket> {
+    #[allow(unsafe_code)]
+    fn datagram(socket: UdpSocket) -> io::Result<AsyncFd<UdpSocket>> {
         socket.set_nonblocking(true)?;
-        tokio::net::UdpSocket::from_std(socket)
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        // SAFETY: the `AsyncFd` owns the socket, which holds its descriptor from creation to
+        // drop and never replaces it: it stays open, and the same socket, for as long as the
+        // `AsyncFd` is registered.
+        unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
     }
 
     fn sleep_until(deadline: Instant) -> Self::Sleep {
@@ -95,14 +100,17 @@ impl KernelStream for tokio::net::TcpStream {
     }
 }
 
-impl KernelDatagram for tokio::net::UdpSocket {
-    fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut buf = ReadBuf::new(buf);
-        ready!(tokio::net::UdpSocket::poll_recv(self, cx, &mut buf))?;
-        Poll::Ready(Ok(buf.filled().len()))
+/// A connected datagram socket on tokio's reactor. Not `tokio::net::UdpSocket`: its reads wait
+/// for readability only, and a socket error (ICMP port unreachable) makes a socket report
+/// `EPOLLERR` alone, so a flow would never hear of it.
+impl KernelDatagram for AsyncFd<UdpSocket> {
+    async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.async_io(Interest::READABLE | Interest::ERROR, |s| s.recv(buf))
+            .await
     }
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
-        tokio::net::UdpSocket::send(self, datagram).await
+        self.async_io(Interest::WRITABLE, |s| s.send(datagram))
+            .await
     }
 }

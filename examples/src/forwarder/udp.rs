@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -275,26 +275,30 @@ where
         let mut out_first = true;
         loop {
             out_first = !out_first;
-            let event = poll_fn(|cx| {
-                let mut out = |cx: &mut std::task::Context<'_>| {
-                    self.outgoing.poll_next_unpin(cx).map(Event::Out)
-                };
-                if out_first {
-                    if let Poll::Ready(e) = out(cx) {
-                        return Poll::Ready(e);
+            let event = {
+                // Made afresh each turn (it is cancel-safe), so that `buf` is free below.
+                let mut recv = pin!(socket.recv(&mut buf));
+                poll_fn(|cx| {
+                    let mut out = |cx: &mut std::task::Context<'_>| {
+                        self.outgoing.poll_next_unpin(cx).map(Event::Out)
+                    };
+                    if out_first {
+                        if let Poll::Ready(e) = out(cx) {
+                            return Poll::Ready(e);
+                        }
                     }
-                }
-                if let Poll::Ready(r) = socket.poll_recv(cx, &mut buf) {
-                    return Poll::Ready(Event::In(r));
-                }
-                if !out_first {
-                    if let Poll::Ready(e) = out(cx) {
-                        return Poll::Ready(e);
+                    if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                        return Poll::Ready(Event::In(r));
                     }
-                }
-                Pin::new(&mut timer).poll(cx).map(|_| Event::Idle)
-            })
-            .await;
+                    if !out_first {
+                        if let Poll::Ready(e) = out(cx) {
+                            return Poll::Ready(e);
+                        }
+                    }
+                    Pin::new(&mut timer).poll(cx).map(|_| Event::Idle)
+                })
+                .await
+            };
             match event {
                 Event::Out(Some(d)) => {
                     last_activity = Instant::now();
