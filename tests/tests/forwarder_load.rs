@@ -133,7 +133,7 @@ async fn connect_and_echo(to: SocketAddr) -> std::io::Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// `tun_forward` with default settings (dialing first) under a 10 s flood of spoofed SYNs at
+/// The forwarder at `binary` with default settings (dialing first) under a 10 s flood of spoofed SYNs at
 /// 55,000 per second (at least 50,000 must be offered), from 198.18.128.0/17 to the echo
 /// server's port:
 ///
@@ -143,8 +143,7 @@ async fn connect_and_echo(to: SocketAddr) -> std::io::Result<Duration> {
 /// - then 50,000 forged ACKs to random ports create no connection (a forged cookie passes with
 ///   a chance of 2 × 50,000 / 2^24 = 0.6 %, which the check allows once);
 /// - the forwarder's peak RSS stays under 64 MiB.
-#[test]
-fn tun_forward_keeps_serving_new_clients_during_a_spoofed_syn_flood() {
+fn keeps_serving_new_clients_during_a_spoofed_syn_flood(binary: fn() -> PathBuf) {
     const SYN_RATE: u64 = 55_000;
     const FLOOD: Duration = Duration::from_secs(10);
     const FORGED_ACKS: u64 = 50_000;
@@ -275,11 +274,29 @@ fn tun_forward_keeps_serving_new_clients_during_a_spoofed_syn_flood() {
          forged ACK: {stderr}",
         LEGIT + 1
     );
+    // Every spoofed request the forwarder dialed for and accepted, whose handshake then
+    // expired, ended its task (and closed its upstream connection) when it expired.
+    let expired = counter(&stderr, "tcp:", "syn expired ");
+    assert!(expired > 0, "{stderr}");
+    assert!(
+        counter(&stderr, "dials:", "handshakes failed after the dial ") >= expired,
+        "{stderr}"
+    );
     // Most forged ACKs reached the stack and were checked as cookies.
     assert!(
         cookie_counter(&stderr, "invalid ") >= FORGED_ACKS / 2,
         "{stderr}"
     );
+}
+
+#[test]
+fn tun_forward_keeps_serving_new_clients_during_a_spoofed_syn_flood() {
+    keeps_serving_new_clients_during_a_spoofed_syn_flood(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_keeps_serving_new_clients_during_a_spoofed_syn_flood() {
+    keeps_serving_new_clients_during_a_spoofed_syn_flood(tun_forward_smol_binary);
 }
 
 /// A counter of the `syn cookies (sent N, accepted N, invalid N)` group.
