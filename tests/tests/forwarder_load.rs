@@ -6,6 +6,7 @@
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netstack_tests::flood::{flood, FloodKind, FloodReport};
@@ -16,6 +17,12 @@ use netstack_tests::{pattern, tun_forward_binary, tun_forward_smol_binary};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+/// These tests load the machine (thousands of connections, floods): one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The forwarder's address for flows to 127.0.0.1:`port` (`--redirect 127.0.0.1`).
 fn via(port: u16) -> SocketAddr {
@@ -99,11 +106,13 @@ fn two_thousand_clients_connect_at_once(binary: fn() -> PathBuf) {
 
 #[test]
 fn tun_forward_2000_clients_connecting_at_once_all_connect() {
+    let _serial = serial();
     two_thousand_clients_connect_at_once(tun_forward_binary);
 }
 
 #[test]
 fn tun_forward_smol_2000_clients_connecting_at_once_all_connect() {
+    let _serial = serial();
     two_thousand_clients_connect_at_once(tun_forward_smol_binary);
 }
 
@@ -291,11 +300,13 @@ fn keeps_serving_new_clients_during_a_spoofed_syn_flood(binary: fn() -> PathBuf)
 
 #[test]
 fn tun_forward_keeps_serving_new_clients_during_a_spoofed_syn_flood() {
+    let _serial = serial();
     keeps_serving_new_clients_during_a_spoofed_syn_flood(tun_forward_binary);
 }
 
 #[test]
 fn tun_forward_smol_keeps_serving_new_clients_during_a_spoofed_syn_flood() {
+    let _serial = serial();
     keeps_serving_new_clients_during_a_spoofed_syn_flood(tun_forward_smol_binary);
 }
 

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_executor::LocalExecutor;
@@ -88,8 +89,8 @@ impl TunDevice for AsyncIoTun {
 }
 
 impl KernelStream for Async<TcpStream> {
-    async fn readable(&self) -> io::Result<()> {
-        Async::readable(self).await
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Async::poll_readable(self, cx)
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -97,8 +98,8 @@ impl KernelStream for Async<TcpStream> {
         self.get_ref().read(buf)
     }
 
-    async fn writable(&self) -> io::Result<()> {
-        Async::writable(self).await
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Async::poll_writable(self, cx)
     }
 
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {

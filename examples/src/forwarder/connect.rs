@@ -16,12 +16,15 @@
 //! Either way a dial needs a permit of the [`DialLimiter`], and gets `dial_timeout` from the
 //! moment the forwarder saw the connection, the wait for a permit included.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::Either;
+use futures::FutureExt;
 use netstack_core::{ConnectionRequest, Refusal, StackPtr, TcpStream, Unreachable};
 
 use super::executor::{Executor, KernelStream};
@@ -113,9 +116,30 @@ pub fn refusal_for(e: &io::Error) -> Refusal {
     }
 }
 
+/// Both ends of a connection, connected: the stack's stream, the upstream stream and the
+/// original destination.
+type Connected<P, K> = (TcpStream<P>, K, SocketAddr);
+
 /// Dial first: dials `request`'s destination, then accepts and relays, or refuses as the
 /// destination did.
-pub async fn dial_first<E: Executor>(request: Request<E::Ptr>, dialer: Arc<Dialer>) {
+///
+/// The handshake (the dial's permit, timers and connect; the accept) runs boxed, and the relay
+/// after it, in turn: a connection's task holds the relay's state only, not the handshake's
+/// beside it, for its whole life (nested `async fn`s would keep both).
+pub fn dial_first<E: Executor>(
+    request: Request<E::Ptr>,
+    dialer: Arc<Dialer>,
+) -> impl Future<Output = ()> {
+    Box::pin(dial_then_accept::<E>(request, dialer.clone()))
+        .then(move |connected| relay_connected(connected, dialer))
+}
+
+/// The handshake of [`dial_first`]: both ends connected, or `None` (the client was refused,
+/// or its handshake failed).
+async fn dial_then_accept<E: Executor>(
+    request: Request<E::Ptr>,
+    dialer: Arc<Dialer>,
+) -> Option<Connected<E::Ptr, E::TcpStream>> {
     let destination = request.local_addr();
     let upstream = match dialer.dial::<E>(destination).await {
         Ok(upstream) => upstream,
@@ -123,42 +147,62 @@ pub async fn dial_first<E: Executor>(request: Request<E::Ptr>, dialer: Arc<Diale
             // A full egress queue drops the answer (counted by the stack); the client's
             // retransmitted SYN then makes a new request.
             let _ = request.refuse(refusal_for(&e));
-            return;
+            return None;
         }
     };
     match request.accept().await {
-        Ok(stream) => relay_logged(stream, upstream, &dialer, destination).await,
+        Ok(stream) => Some((stream, upstream, destination)),
         // Dropping `upstream` closes the dialed connection.
         Err(_) => {
             dialer
                 .stats
                 .handshake_failed
                 .fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 }
 
-/// Accept first: `stream` is established; dials its destination and relays, or resets it.
-pub async fn accept_first<E: Executor>(stream: TcpStream<E::Ptr>, dialer: Arc<Dialer>) {
-    let Ok(destination) = stream.local_addr() else {
-        return;
-    };
+/// Accept first: `stream` is established; dials its destination and relays, or resets it
+/// (the dial boxed, as in [`dial_first`]).
+pub fn accept_first<E: Executor>(
+    stream: TcpStream<E::Ptr>,
+    dialer: Arc<Dialer>,
+) -> impl Future<Output = ()> {
+    Box::pin(dial_for::<E>(stream, dialer.clone()))
+        .then(move |connected| relay_connected(connected, dialer))
+}
+
+/// The dial of [`accept_first`]: both ends connected, or `None` (the stream was reset, as the
+/// real server would have refused it).
+async fn dial_for<E: Executor>(
+    stream: TcpStream<E::Ptr>,
+    dialer: Arc<Dialer>,
+) -> Option<Connected<E::Ptr, E::TcpStream>> {
+    let destination = stream.local_addr().ok()?;
     match dialer.dial::<E>(destination).await {
-        Ok(upstream) => relay_logged(stream, upstream, &dialer, destination).await,
-        // As the real server would have refused it.
-        Err(_) => stream.abort(),
+        Ok(upstream) => Some((stream, upstream, destination)),
+        Err(_) => {
+            stream.abort();
+            None
+        }
     }
 }
 
-async fn relay_logged<P: StackPtr, K: KernelStream>(
-    stream: TcpStream<P>,
-    upstream: K,
-    dialer: &Dialer,
-    destination: SocketAddr,
-) {
-    if let Err(e) = relay(stream, upstream).await {
-        eprintln!("relay to {}: {e}", dialer.targets.target(destination));
-    }
+/// Relays a connected pair, reporting an I/O error on stderr. (Combinators, not an `async fn`:
+/// that would store the pair twice, as its argument and as the relay's.)
+fn relay_connected<P: StackPtr, K: KernelStream>(
+    connected: Option<Connected<P, K>>,
+    dialer: Arc<Dialer>,
+) -> impl Future<Output = ()> {
+    let Some((stream, upstream, destination)) = connected else {
+        return Either::Left(std::future::ready(()));
+    };
+    Either::Right(relay(stream, upstream).map(move |relayed| {
+        if let Err(e) = relayed {
+            eprintln!("relay to {}: {e}", dialer.targets.target(destination));
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@
 //! wait without holding a buffer.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use netstack_core::{Config, PacketPort, StackPtr};
@@ -77,17 +78,20 @@ pub trait TunDevice: Deref<Target = Device> + 'static {
     fn send(&self, packet: &[u8]) -> impl Future<Output = io::Result<usize>>;
 }
 
-/// A connected kernel TCP stream, used through readiness: wait, then try.
+/// A connected kernel TCP stream, used through readiness: wait, then try. The waits are
+/// `poll_*` functions, not futures, so that a relay waiting on them stores nothing per wait
+/// (each direction of a relay waits on one of them: at most one waiter per direction).
 pub trait KernelStream: 'static {
-    /// Waits until the stream may be readable (a `try_read` may still say `WouldBlock`).
-    fn readable(&self) -> impl Future<Output = io::Result<()>>;
+    /// Ready once the stream may be readable (a `try_read` may still say `WouldBlock`);
+    /// registers the waker otherwise.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is ready into `buf`; 0 at end of stream.
     ///
     /// # Errors
     /// `WouldBlock` if nothing is ready; the socket's error.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Waits until the stream may be writable.
-    fn writable(&self) -> impl Future<Output = io::Result<()>>;
+    /// Ready once the stream may be writable; registers the waker otherwise.
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Writes what fits now.
     ///
     /// # Errors
@@ -119,7 +123,9 @@ pub async fn write_all<S: KernelStream>(stream: &S, mut data: &[u8]) -> io::Resu
         match stream.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                poll_fn(|cx| stream.poll_write_ready(cx)).await?;
+            }
             Err(e) => return Err(e),
         }
     }

@@ -97,7 +97,7 @@ async fn stack_to_kernel<P: StackPtr, K: KernelStream>(
 ) -> io::Result<u64> {
     let mut total = 0;
     loop {
-        from.readable().await?;
+        poll_fn(|cx| from.poll_read_ready(cx)).await?;
         let mut buf = POOL.take();
         // Move what is there now; give the buffer back once nothing more is.
         let step = loop {
@@ -129,7 +129,7 @@ async fn kernel_to_stack<P: StackPtr, K: KernelStream>(
 ) -> io::Result<u64> {
     let mut total = 0;
     loop {
-        from.readable().await?;
+        poll_fn(|cx| from.poll_read_ready(cx)).await?;
         let mut buf = POOL.take();
         let step = loop {
             match from.try_read(&mut buf) {

@@ -3,11 +3,14 @@
 //! the compiler checks, for concrete types, that every task fits the executor (`Send` on
 //! tokio's multi-thread runtime).
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
+use futures::future::Either::{Left, Right};
 use netstack_core::UdpSocket;
 use netstack_core::{IcmpSocket, PacketSink, PacketStream, TcpStream, UdpDatagram, UdpSendHalf};
 
@@ -72,33 +75,48 @@ pub enum Task<E: Executor> {
 }
 
 impl<E: Executor> Task<E> {
-    /// Runs the task to its end.
-    pub async fn run(self) {
+    /// The task's future: as large as a connection's (the common task, one per connection for
+    /// its whole life), no larger. Hence a chain of `Either`s rather than an `async fn` with a
+    /// `match` (which would keep the task's arguments beside the arm that runs: rustc does not
+    /// overlap them), and the other tasks boxed (there are a few of them, or one per UDP flow
+    /// or ping).
+    pub fn run(self) -> impl Future<Output = ()> {
         match self {
-            Task::DeviceToStack { tun, sink, failed } => {
-                let _ = failed.send(device_to_stack(tun, sink).await);
-            }
-            Task::StackToDevice { tun, stream } => stack_to_device(tun, stream).await,
-            Task::Udp {
-                exec,
-                socket,
-                targets,
-                limits,
-                stats,
-            } => relay_udp(exec, socket, targets, limits, stats).await,
-            Task::UdpFlow(flow) => {
-                // A flow that cannot get a socket is counted as a drop by the flow itself.
-                let _ = flow.run::<E>().await;
-            }
-            Task::Icmp {
-                exec,
-                socket,
-                targets,
-            } => forward_icmp(exec, socket, targets).await,
-            Task::Ping(ping) => ping.run::<E>().await,
-            Task::DialFirst(request, dialer) => dial_first::<E>(request, dialer).await,
-            Task::AcceptFirst(stream, dialer) => accept_first::<E>(stream, dialer).await,
+            Task::DialFirst(request, dialer) => Left(dial_first::<E>(request, dialer)),
+            Task::AcceptFirst(stream, dialer) => Right(Left(accept_first::<E>(stream, dialer))),
+            other => Right(Right(other.run_boxed())),
         }
+    }
+
+    /// The future of a task that is not a connection's, boxed.
+    fn run_boxed(self) -> Pin<Box<impl Future<Output = ()>>> {
+        Box::pin(async move {
+            match self {
+                Task::DialFirst(request, dialer) => dial_first::<E>(request, dialer).await,
+                Task::AcceptFirst(stream, dialer) => accept_first::<E>(stream, dialer).await,
+                Task::UdpFlow(flow) => {
+                    // A flow that cannot get a socket is counted as a drop by the flow itself.
+                    let _ = flow.run::<E>().await;
+                }
+                Task::Ping(ping) => ping.run::<E>().await,
+                Task::DeviceToStack { tun, sink, failed } => {
+                    let _ = failed.send(device_to_stack(tun, sink).await);
+                }
+                Task::StackToDevice { tun, stream } => stack_to_device(tun, stream).await,
+                Task::Udp {
+                    exec,
+                    socket,
+                    targets,
+                    limits,
+                    stats,
+                } => relay_udp(exec, socket, targets, limits, stats).await,
+                Task::Icmp {
+                    exec,
+                    socket,
+                    targets,
+                } => forward_icmp(exec, socket, targets).await,
+            }
+        })
     }
 }
 

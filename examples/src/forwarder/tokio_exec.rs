@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use netstack_core::{Config, PacketPort};
@@ -79,16 +80,16 @@ impl TunDevice for Tun {
 }
 
 impl KernelStream for tokio::net::TcpStream {
-    async fn readable(&self) -> io::Result<()> {
-        tokio::net::TcpStream::readable(self).await
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_read_ready(self, cx)
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         tokio::net::TcpStream::try_read(self, buf)
     }
 
-    async fn writable(&self) -> io::Result<()> {
-        tokio::net::TcpStream::writable(self).await
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::net::TcpStream::poll_write_ready(self, cx)
     }
 
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
