@@ -159,10 +159,7 @@ fn keeps_serving_new_clients_during_a_spoofed_syn_flood(binary: fn() -> PathBuf)
     const LEGIT: usize = 20;
     const UPLOAD: usize = 64 << 20;
     let (report, stderr) = std::thread::spawn(move || {
-        let fwd = ForwarderProcess::start_in_new_netns(
-            &tun_forward_binary(),
-            &["--redirect", "127.0.0.1"],
-        );
+        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &["--redirect", "127.0.0.1"]);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
