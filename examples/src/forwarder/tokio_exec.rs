@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use netstack_core::{Config, PacketPort};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+#[cfg(unix)]
+use tokio::io::{unix::AsyncFd, Interest};
 
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
@@ -26,7 +26,7 @@ impl Executor for Tokio {
     type Ptr = netstack_tokio::StackPtr;
     type Tun = Tun;
     type TcpStream = tokio::net::TcpStream;
-    type Datagram = AsyncFd<UdpSocket>;
+    type Datagram = TokioDatagram;
     type Sleep = Pin<Box<tokio::time::Sleep>>;
 
     fn start_stack(&self, config: Config) -> PacketPort<Self::Ptr, io::Error> {
@@ -49,14 +49,8 @@ impl Executor for Tokio {
         Ok(stream)
     }
 
-    #[allow(unsafe_code)]
-    fn datagram(socket: UdpSocket) -> io::Result<AsyncFd<UdpSocket>> {
-        socket.set_nonblocking(true)?;
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        // SAFETY: the `AsyncFd` owns the socket, which holds its descriptor from creation to
-        // drop and never replaces it: it stays open, and the same socket, for as long as the
-        // `AsyncFd` is registered.
-        unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(io::Error::from)
+    fn datagram(socket: UdpSocket) -> io::Result<TokioDatagram> {
+        TokioDatagram::new(socket)
     }
 
     fn sleep_until(deadline: Instant) -> Self::Sleep {
@@ -101,17 +95,58 @@ impl KernelStream for tokio::net::TcpStream {
     }
 }
 
-/// A connected datagram socket on tokio's reactor. Not `tokio::net::UdpSocket`: its reads wait
-/// for readability only, and a socket error (ICMP port unreachable) makes a socket report
-/// `EPOLLERR` alone, so a flow would never hear of it.
-impl KernelDatagram for AsyncFd<UdpSocket> {
+/// A connected datagram socket on tokio's reactor. On Unix not `tokio::net::UdpSocket`: its
+/// reads wait for readability only, and a socket error (ICMP port unreachable) makes a Linux
+/// socket report `EPOLLERR` alone, so a flow would never hear of it; so the socket is an
+/// `AsyncFd` waited on for readability *or* an error. (Windows reports the error as readable.)
+#[derive(Debug)]
+pub struct TokioDatagram {
+    #[cfg(unix)]
+    io: AsyncFd<UdpSocket>,
+    #[cfg(windows)]
+    io: tokio::net::UdpSocket,
+}
+
+impl TokioDatagram {
+    /// Registers `socket` with tokio's reactor (inside a tokio runtime).
+    #[allow(unsafe_code)]
+    fn new(socket: UdpSocket) -> io::Result<TokioDatagram> {
+        socket.set_nonblocking(true)?;
+        #[cfg(unix)]
+        {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            // SAFETY: the `AsyncFd` owns the socket, which holds its descriptor from creation
+            // to drop and never replaces it: it stays open, and the same socket, for as long
+            // as the `AsyncFd` is registered.
+            let io = unsafe { AsyncFd::register_with_interest(socket, interest) }
+                .map_err(io::Error::from)?;
+            Ok(TokioDatagram { io })
+        }
+        #[cfg(windows)]
+        Ok(TokioDatagram {
+            io: tokio::net::UdpSocket::from_std(socket)?,
+        })
+    }
+}
+
+impl KernelDatagram for TokioDatagram {
     async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.async_io(Interest::READABLE | Interest::ERROR, |s| s.recv(buf))
-            .await
+        #[cfg(unix)]
+        return self
+            .io
+            .async_io(Interest::READABLE | Interest::ERROR, |s| s.recv(buf))
+            .await;
+        #[cfg(windows)]
+        return self.io.recv(buf).await;
     }
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
-        self.async_io(Interest::WRITABLE, |s| s.send(datagram))
-            .await
+        #[cfg(unix)]
+        return self
+            .io
+            .async_io(Interest::WRITABLE, |s| s.send(datagram))
+            .await;
+        #[cfg(windows)]
+        return self.io.send(datagram).await;
     }
 }
