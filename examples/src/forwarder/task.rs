@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
 use futures::future::Either::{Left, Right};
-use netstack_core::UdpSocket;
-use netstack_core::{IcmpSocket, PacketSink, PacketStream, TcpStream, UdpDatagram, UdpSendHalf};
+use netstack_core::{
+    IcmpSocket, PacketSink, PacketStream, TcpStream, UdpDatagram, UdpSendHalf, UdpSocket,
+};
 
 use super::connect::{accept_first, dial_first, Dialer, Request};
 use super::executor::Executor;
