@@ -141,17 +141,25 @@ pub fn counter(stderr: &str, line: &str, label: &str) -> u64 {
         .unwrap_or_else(|_| panic!("no number after {label:?} in {text:?}"))
 }
 
-/// Raises the open-file limit of this process (and so of the children it starts) to its hard
-/// limit; returns the new soft limit.
-pub fn raise_open_file_limit() -> u64 {
+/// Raises the open-file limit of this process (and so of the children it starts) to at least
+/// `want` where it can: the soft limit to the hard one, and the hard one too where the process
+/// may (root: `CAP_SYS_RESOURCE`). Returns the new soft limit.
+pub fn raise_open_file_limit(want: u64) -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference,
-    // which lives on this stack frame for both calls.
+    // which lives on this stack frame for every call.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max.max(want),
+            rlim_max: limit.rlim_max.max(want),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            return raised.rlim_cur;
+        }
         limit.rlim_cur = limit.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
     }

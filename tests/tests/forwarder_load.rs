@@ -54,7 +54,7 @@ async fn echoing_client(to: SocketAddr, lines: usize) -> std::io::Result<()> {
 fn two_thousand_clients_connect_at_once(binary: fn() -> PathBuf) {
     const CLIENTS: usize = 2000;
     let (failed, stderr) = std::thread::spawn(move || {
-        let limit = raise_open_file_limit();
+        let limit = raise_open_file_limit(4 * CLIENTS as u64);
         assert!(limit >= 3 * CLIENTS as u64, "open-file limit {limit}");
         let fwd = ForwarderProcess::start_in_new_netns(&binary(), &["--redirect", "127.0.0.1"]);
         let runtime = tokio::runtime::Builder::new_multi_thread()
