@@ -14,7 +14,13 @@
 //! established): the handshake is complete before the dial; a failed dial resets the stream.
 //!
 //! Either way a dial needs a permit of the [`DialLimiter`], and gets `dial_timeout` from the
-//! moment the forwarder saw the connection, the wait for a permit included.
+//! moment the forwarder saw the connection, the wait for a permit included. Beyond the
+//! limiter's bounds a connection *waits* rather than being refused: a refusal would tell the
+//! client that the destination refused it, which it did not, and a waiting request costs
+//! little (it holds its SYN, no buffers, and counts against the stack's `syn_backlog`, past
+//! which new SYNs get SYN cookies); the client retransmits its SYN meanwhile, which makes no
+//! new request. What waits is bounded by the stack: requests by `syn_backlog`, established
+//! connections by `max_connections`.
 
 use std::future::Future;
 use std::io;
