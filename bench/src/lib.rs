@@ -4,9 +4,9 @@
 //! generators the benchmark drives. The peers and the kernel relay share one relay glue
 //! ([`relay::relay_to`], `copy_bidirectional_with_sizes` with the same buffer size per direction
 //! as `tun_forward`'s relay), so that only the TCP termination differs between them;
-//! `tun_forward` uses its own readiness-based relay (see BENCHMARKS.md). For UDP they share
-//! [`udp_relay`], `tun_forward`'s design (one kernel socket per flow, bounded per-flow queues,
-//! idle timeout):
+//! `tun_forward` uses its own readiness-based relay (see BENCHMARKS.md). For UDP they use
+//! `tun_forward`'s own flow table and flows through [`udp_relay`] (one kernel socket per flow,
+//! bounded per-flow queues, idle timeout):
 //!
 //! * `fwd_netstack_smoltcp`, `fwd_ipstack`: forwarders with `tun_forward`'s command line over the
 //!   peer stacks netstack-smoltcp 0.2.4 and ipstack 1.0.1, relaying TCP and UDP;

@@ -1,6 +1,6 @@
 //! The relay glue of the peer forwarders and the kernel relay, generic over the inbound stream
 //! type: `tokio::io::copy_bidirectional_with_sizes` with [`RELAY_BUFFER`] per direction (the
-//! buffer size of `netstack_examples::relay`, which instead waits for readiness and borrows
+//! buffer size of `netstack_examples::forwarder::relay`, which instead waits for readiness and borrows
 //! pooled buffers, as only netstack's streams can).
 
 use std::io;
@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Buffer size of each relay direction: `tun_forward`'s (`netstack_examples::relay`), so that
+/// Buffer size of each relay direction: `tun_forward`'s (`netstack_examples::forwarder::relay`), so that
 /// every subject copies in the same chunks.
-pub const RELAY_BUFFER: usize = netstack_examples::relay::RELAY_BUFFER;
+pub const RELAY_BUFFER: usize = netstack_examples::forwarder::relay::RELAY_BUFFER;
 
 /// Connects to `target` (with `TCP_NODELAY`) and copies bytes both ways with
 /// [`tokio::io::copy_bidirectional_with_sizes`] until both directions finished.

@@ -1,13 +1,22 @@
-//! What the two forwarders (`tun_forward` on tokio, `tun_forward_smol` on a single-thread smol
-//! executor) have in common: the command line, the device it names, buffer sizing and the
-//! choice of target.
+//! The command line of the two forwarders (`tun_forward` on tokio, `tun_forward_smol` on a
+//! single-thread smol executor), and what it decides: the device, the stack's configuration,
+//! the limits and where each flow goes.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clap::Parser;
+use netstack_core::{Config, IcmpEchoMode};
 
+use crate::forwarder::udp::UdpLimits;
 use crate::tun_device::Device;
+
+/// The SYN timeout of a forwarder that dials first exceeds its dial timeout by this much, so
+/// that the stack never expires a request (RST) that the dial could still answer.
+const SYN_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
+/// The stack's default SYN timeout, which a shorter dial timeout keeps.
+const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Command line of the forwarders.
 #[derive(Parser, Debug, Clone)]
@@ -26,9 +35,10 @@ pub struct Args {
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u32).range(576..=65535))]
     pub mtu: u32,
     /// Relay every flow to this address (keeping the original port) instead of its original
-    /// destination.
-    #[arg(long)]
-    pub redirect: Option<IpAddr>,
+    /// destination. Give it twice, once per address family, to relay IPv4 and IPv6 flows to
+    /// different addresses (a flow goes to the redirect of its own family if there is one).
+    #[arg(long, value_name = "IP", num_args = 1, action = clap::ArgAction::Append)]
+    pub redirect: Vec<IpAddr>,
     /// ICMP echo: answered by the stack itself (`reply`), or forwarded to the destination and
     /// answered with the real result (`forward`).
     #[arg(long, value_enum, default_value_t = IcmpMode::Reply)]
@@ -42,10 +52,82 @@ pub struct Args {
     /// Maximum concurrent UDP flows (each holds an outbound socket).
     #[arg(long, default_value_t = 1024)]
     pub max_udp_flows: usize,
-    /// Do not turn on the TUN device's offloads (tun_forward; by default the kernel hands over TCP
-    /// segments of up to 64 KiB and partial checksums, which the forwarder completes).
+    /// Do not turn on the TUN device's offloads (by default the kernel hands over TCP segments
+    /// of up to 64 KiB and partial checksums, and the forwarder sends such segments back).
     #[arg(long)]
     pub no_offload: bool,
+    /// Complete each client's handshake before dialing its destination (connections made from
+    /// SYN cookies are always relayed so). By default the forwarder dials first and answers the
+    /// client as the destination did: connected, refused (RST: `ECONNREFUSED`) or unreachable
+    /// (ICMP: `EHOSTUNREACH`, `ENETUNREACH`).
+    #[arg(long)]
+    pub accept_first: bool,
+    /// Seconds a connection may take to reach its destination, from the moment its SYN is
+    /// seen (waiting for a dial permit included); then the client is told the host is
+    /// unreachable (dialing first) or its connection is reset (accepting first).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
+    pub dial_timeout: f64,
+    /// Upstream dials in flight at most; further connections wait for a permit (within their
+    /// dial timeout).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_pending_dials: usize,
+    /// Upstream dials in flight to any one destination address at most, so that a few
+    /// destinations that never answer cannot take every permit.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub max_dials_per_destination: usize,
+}
+
+/// Parses a positive, finite number of seconds (at most a day).
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+        Ok(v)
+    } else {
+        Err(format!("{s:?}: give seconds in (0, 86400]"))
+    }
+}
+
+/// Where each flow goes: its original destination, or a redirect (per address family).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    v4: Option<IpAddr>,
+    v6: Option<IpAddr>,
+}
+
+impl Targets {
+    /// Redirects to `redirects` (at most one per family; the last one given wins).
+    pub fn new(redirects: &[IpAddr]) -> Targets {
+        let mut t = Targets::default();
+        for &ip in redirects {
+            match ip {
+                IpAddr::V4(_) => t.v4 = Some(ip),
+                IpAddr::V6(_) => t.v6 = Some(ip),
+            }
+        }
+        t
+    }
+
+    /// The redirect for a flow to `destination`: the one of its family, else the other one.
+    fn redirect(&self, destination: IpAddr) -> Option<IpAddr> {
+        let (same, other) = match destination {
+            IpAddr::V4(_) => (self.v4, self.v6),
+            IpAddr::V6(_) => (self.v6, self.v4),
+        };
+        same.or(other)
+    }
+
+    /// Where to relay a flow whose original destination is `destination`.
+    pub fn target(&self, destination: SocketAddr) -> SocketAddr {
+        match self.redirect(destination.ip()) {
+            Some(ip) => SocketAddr::new(ip, destination.port()),
+            None => destination,
+        }
+    }
+
+    /// Where to send a ping whose original destination is `destination`.
+    pub fn ping_target(&self, destination: IpAddr) -> IpAddr {
+        self.redirect(destination).unwrap_or(destination)
+    }
 }
 
 /// How the forwarder handles ICMP echo requests.
@@ -97,16 +179,85 @@ impl Args {
         (16 * self.mtu as usize).max(256 * 1024)
     }
 
-    /// Where to relay a flow whose original destination is `destination`.
-    pub fn target(&self, destination: SocketAddr) -> SocketAddr {
-        match self.redirect {
-            Some(ip) => SocketAddr::new(ip, destination.port()),
-            None => destination,
+    /// Where each flow goes.
+    pub fn targets(&self) -> Targets {
+        Targets::new(&self.redirect)
+    }
+
+    /// The dial timeout.
+    pub fn dial_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.dial_timeout)
+    }
+
+    /// The limits of the UDP relay.
+    pub fn udp_limits(&self) -> UdpLimits {
+        UdpLimits {
+            idle_timeout: Duration::from_secs(self.udp_idle_timeout),
+            max_flows: self.max_udp_flows,
         }
     }
 
-    /// Where to send a ping whose original destination is `destination`.
-    pub fn ping_target(&self, destination: IpAddr) -> IpAddr {
-        self.redirect.unwrap_or(destination)
+    /// The stack's configuration for a device with offloads on (`offload`) or off.
+    pub fn stack_config(&self, offload: bool) -> Config {
+        let syn_timeout = if self.accept_first {
+            DEFAULT_SYN_TIMEOUT
+        } else {
+            (self.dial_timeout() + SYN_TIMEOUT_MARGIN).max(DEFAULT_SYN_TIMEOUT)
+        };
+        let syn_timeout = netstack_core::Duration::from_millis(syn_timeout.as_millis() as u64);
+        Config::default()
+            .mtu(self.mtu as usize)
+            // With the device's offloads the kernel cuts large TCP segments itself, and vouches
+            // for the checksums of the packets the local kernel built.
+            .tcp_segmentation_offload(offload)
+            .verify_checksums(!offload)
+            .tcp_rx_buffer(self.tcp_buffer())
+            .tcp_tx_buffer(self.tcp_buffer())
+            .max_connections(self.max_connections)
+            // The connection cap is the limit users set here; size the byte budget to match it.
+            .tcp_buffer_budget(self.max_connections * 2 * self.tcp_buffer())
+            .icmp_echo(match self.icmp {
+                IcmpMode::Reply => IcmpEchoMode::Reply,
+                IcmpMode::Forward => IcmpEchoMode::Deliver,
+            })
+            .connection_requests(!self.accept_first)
+            .syn_timeout(syn_timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        Args::try_parse_from(["fwd", "--tun", "t0"].iter().chain(extra)).unwrap()
+    }
+
+    #[test]
+    fn a_redirect_per_family_and_one_for_both() {
+        let v4: SocketAddr = "198.19.0.10:80".parse().unwrap();
+        let v6: SocketAddr = "[fd00::10]:80".parse().unwrap();
+        let both = args(&["--redirect", "127.0.0.1"]).targets();
+        assert_eq!(both.target(v4), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(both.target(v6), "127.0.0.1:80".parse().unwrap());
+        let each = args(&["--redirect", "127.0.0.1", "--redirect", "::1"]).targets();
+        assert_eq!(each.target(v4), "127.0.0.1:80".parse().unwrap());
+        assert_eq!(each.target(v6), "[::1]:80".parse().unwrap());
+        assert_eq!(each.ping_target(v6.ip()), "::1".parse::<IpAddr>().unwrap());
+        let none = args(&[]).targets();
+        assert_eq!(none.target(v6), v6);
+    }
+
+    #[test]
+    fn dialing_first_asks_at_syn_time_and_outlasts_the_dial() {
+        let c = args(&["--dial-timeout", "9"]).stack_config(false);
+        assert!(c.connection_requests);
+        assert_eq!(c.syn_timeout, netstack_core::Duration::from_secs(11));
+        let c = args(&["--dial-timeout", "0.5"]).stack_config(true);
+        assert_eq!(c.syn_timeout, netstack_core::Duration::from_secs(5));
+        assert!(c.tcp_segmentation_offload && !c.verify_checksums);
+        let c = args(&["--accept-first"]).stack_config(false);
+        assert!(!c.connection_requests);
+        assert!(Args::try_parse_from(["fwd", "--tun", "t0", "--dial-timeout", "0"]).is_err());
     }
 }

@@ -1,11 +1,10 @@
-//! Example programs for the netstack crates, plus the small pieces of
-//! platform glue they share.
+//! Example programs for the netstack crates, plus the code they share.
 //!
-//! The binaries live in `src/bin/`; this library holds the code they have in
-//! common, most importantly [`tun`], an asynchronous TUN device for tokio (and
-//! [`tun_async_io`], the same device for async-io executors), both over the
-//! platform code of [`tun_device`] (tun-rs underneath: Linux, Android, macOS,
-//! iOS, FreeBSD, Windows).
+//! The binaries live in `src/bin/`: `tun_forward` (tokio) and `tun_forward_smol` (a
+//! single-thread async-io executor) are one forwarder, [`forwarder`], on two executors, with
+//! one command line, [`forward`]. The TUN device is [`tun`] for tokio (and [`tun_async_io`],
+//! the same device for async-io executors), both over the platform code of [`tun_device`]
+//! (tun-rs underneath: Linux, Android, macOS, iOS, FreeBSD, Windows).
 
 pub mod tun;
 pub mod tun_async_io;
@@ -13,10 +12,6 @@ pub mod tun_device;
 
 pub mod allocator;
 pub mod forward;
-pub mod icmp_forward;
+pub mod forwarder;
 #[cfg(target_os = "linux")]
 pub mod offload;
-pub mod relay;
-pub mod smol_local;
-pub mod udp_relay;
-pub mod wire;

@@ -170,51 +170,24 @@ fn fold(mut sum: u64) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::{
-        IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr,
-        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr,
-    };
+    use netstack_testkit::packets::{udp_datagram, Segment};
+    use smoltcp::wire::{Ipv4Packet, Ipv6Packet, TcpControl, TcpPacket, UdpPacket};
+    use std::net::SocketAddr;
 
     /// A TCP/IPv4 packet with a correct checksum and `len` payload bytes.
     fn tcp_v4(len: usize) -> Vec<u8> {
         let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
-        let tcp = TcpRepr {
-            src_port: 40000,
-            dst_port: 80,
-            control: TcpControl::Psh,
-            seq_number: TcpSeqNumber(123_456),
-            ack_number: Some(TcpSeqNumber(654_321)),
-            window_len: 512,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None, None, None],
-            timestamp: None,
-            payload: &payload,
-        };
-        let (s, d) = (
-            Ipv4Address::new(198, 18, 0, 1),
-            Ipv4Address::new(198, 19, 0, 9),
+        let (src, dst): (SocketAddr, SocketAddr) = (
+            "198.18.0.1:40000".parse().unwrap(),
+            "198.19.0.9:80".parse().unwrap(),
         );
-        let ip = Ipv4Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; ip.buffer_len() + tcp.buffer_len()];
-        let caps = ChecksumCapabilities::default();
-        let mut p = Ipv4Packet::new_unchecked(&mut buf[..]);
-        ip.emit(&mut p, &caps);
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &s.into(),
-            &d.into(),
-            &caps,
-        );
-        buf
+        Segment::new(src, dst)
+            .control(TcpControl::Psh)
+            .seq(123_456)
+            .ack(654_321)
+            .window(512)
+            .payload(&payload)
+            .build()
     }
 
     /// Turns the correct checksum at `start + offset` into what the kernel hands over with
@@ -301,39 +274,16 @@ mod tests {
 
     #[test]
     fn completing_a_partial_udp_checksum_over_ipv6_gives_a_valid_one() {
-        let payload = b"offload";
-        let udp = UdpRepr {
-            src_port: 5353,
-            dst_port: 53,
-        };
-        let (s, d) = (
-            Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 1),
-            Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2),
+        let (src, dst): (SocketAddr, SocketAddr) = (
+            "[fd00::1]:5353".parse().unwrap(),
+            "[fd00::2]:53".parse().unwrap(),
         );
-        let ip = Ipv6Repr {
-            src_addr: s,
-            dst_addr: d,
-            next_header: IpProtocol::Udp,
-            payload_len: 8 + payload.len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 40 + 8 + payload.len()];
-        let caps = ChecksumCapabilities::default();
-        let mut p = Ipv6Packet::new_unchecked(&mut buf[..]);
-        ip.emit(&mut p);
-        udp.emit(
-            &mut UdpPacket::new_unchecked(p.payload_mut()),
-            &s.into(),
-            &d.into(),
-            payload.len(),
-            |b| b.copy_from_slice(payload),
-            &caps,
-        );
+        let mut buf = udp_datagram(src, dst, b"offload");
         let hdr = make_partial(&mut buf, 40, 6);
         finish_packet(&hdr, &mut buf).unwrap();
         let p = Ipv6Packet::new_checked(&buf[..]).unwrap();
         let u = UdpPacket::new_checked(p.payload()).unwrap();
-        assert!(u.verify_checksum(&s.into(), &d.into()));
+        assert!(u.verify_checksum(&p.src_addr().into(), &p.dst_addr().into()));
         assert_ne!(u.checksum(), 0);
     }
 }

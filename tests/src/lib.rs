@@ -26,6 +26,8 @@ use std::time::Duration;
 pub mod fd_handover;
 pub mod fixture;
 pub mod flavors;
+pub mod flood;
+pub mod forwarder;
 pub mod impair;
 pub mod mem;
 pub mod sim;

@@ -1,114 +1,35 @@
 //! The `tun_forward` example as a real process, against kernel clients and a kernel server in a
 //! private network namespace: the product's command line, exactly as users run it.
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use netstack_tests::fd_handover::hand_over;
 use netstack_tests::fixture::assert_same_bytes;
+use netstack_tests::forwarder::{echo_server, ForwarderProcess};
 use netstack_tests::{
     configure_kernel_side, enter_new_netns, ip, pattern, tun_forward_binary,
     tun_forward_smol_binary, Tun,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-const LIMIT: Duration = Duration::from_secs(120);
+/// Kills a helper process (dnsmasq) when the test ends.
+struct KillOnDrop(Child);
 
-/// Kills the forwarder if the test fails before stopping it.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
-/// Spawns `cmd` with stdout and stderr piped and waits for its first line, which must be
-/// `ready`.
-fn spawn_ready(mut cmd: Command) -> ChildGuard {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the forwarder");
-    let stdout = child.stdout.take().unwrap();
-    let guard = ChildGuard(Some(child));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the forwarder printed nothing")
-        .unwrap();
-    assert_eq!(first, "ready");
-    guard
-}
-
-/// Waits up to `limit` for the forwarder to exit (`after`: what should have made it exit);
-/// returns its status and stderr.
-fn wait_exit(mut guard: ChildGuard, limit: Duration, after: &str) -> (ExitStatus, String) {
-    let mut child = guard.0.take().unwrap();
-    let pid = child.id().to_string();
-    let mut stderr_pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut stderr = String::new();
-        let _ = stderr_pipe.read_to_string(&mut stderr);
-        stderr
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait().map(|s| (s, child)));
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok((status, _reaped))) => (status, reader.join().unwrap()),
-        Ok(Err(e)) => panic!("waiting for the forwarder: {e}"),
-        Err(_) => {
-            // The child moved to the waiting thread: stop it by its PID from here.
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("the forwarder did not exit within {limit:?} after {after}")
-        }
-    }
-}
-
-/// Stops the forwarder with SIGINT; returns its status and stderr.
-fn interrupt(guard: ChildGuard) -> (ExitStatus, String) {
-    let pid = guard.0.as_ref().unwrap().id();
-    // Signal only the process this test started.
-    let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wait_exit(guard, Duration::from_secs(10), "SIGINT")
-}
-
-/// A kernel echo server on loopback: the relay's target.
-async fn kernel_echo_server(addr: SocketAddr) {
-    let listener = TcpListener::bind(addr).await.expect("bind echo server");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = stream.into_split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-}
+const LIMIT: Duration = Duration::from_secs(120);
 
 async fn echo_through(addr: SocketAddr, data: Vec<u8>) {
     let stream = TcpStream::connect(addr)
@@ -135,7 +56,7 @@ fn echo_v4_and_v6(len: usize) {
         .build()
         .unwrap();
     runtime.block_on(async {
-        kernel_echo_server("127.0.0.1:9000".parse().unwrap()).await;
+        echo_server("127.0.0.1:9000".parse().unwrap()).await;
         timeout(LIMIT, async {
             echo_through("198.19.0.10:9000".parse().unwrap(), pattern(1, len)).await;
             echo_through("[fd00::10]:9000".parse().unwrap(), pattern(2, len)).await;
@@ -173,11 +94,11 @@ fn forward_round_trip(
         cmd.args(["--tun", "tunf", "--mtu", &mtu.to_string()])
             .args(["--redirect", "127.0.0.1"])
             .args(extra);
-        let guard = spawn_ready(cmd);
+        let fwd = ForwarderProcess::spawn_ready(cmd);
         configure_kernel_side("tunf").unwrap();
 
         echo_v4_and_v6(len);
-        let (status, stderr) = interrupt(guard);
+        let (status, stderr) = fwd.interrupt();
         assert!(
             status.success(),
             "tun_forward exited with {status}: {stderr}"
@@ -257,32 +178,24 @@ fn tun_forward_smol_relays_v4_and_v6_at_mtu_1500() {
         1500,
         16 << 20,
         &[],
+        Segments::LargerThanMtu,
+    );
+}
+
+#[test]
+fn tun_forward_smol_without_offloads_relays_v4_and_v6_at_mtu_1500() {
+    forward_round_trip(
+        tun_forward_smol_binary,
+        1500,
+        16 << 20,
+        &["--no-offload"],
         Segments::WithinMtu,
     );
 }
 
-/// `tun_forward` running in the calling thread's (fresh) namespace with the link configured.
-struct Forwarder {
-    /// Kills the forwarder when the test ends.
-    child: ChildGuard,
-}
-
-impl Forwarder {
-    /// Enters a new namespace on this thread, starts `tun_forward --tun tunf <args>`, waits
-    /// for `ready` and configures the kernel side of the link.
-    fn start(args: &[&str]) -> Forwarder {
-        Self::start_binary(tun_forward_binary(), args)
-    }
-
-    /// As [`Forwarder::start`], for the forwarder binary at `binary`.
-    fn start_binary(binary: PathBuf, args: &[&str]) -> Forwarder {
-        enter_new_netns().expect("new network namespace");
-        let mut cmd = Command::new(binary);
-        cmd.args(["--tun", "tunf"]).args(args);
-        let child = spawn_ready(cmd);
-        configure_kernel_side("tunf").unwrap();
-        Forwarder { child }
-    }
+#[test]
+fn tun_forward_smol_relays_v4_and_v6_at_mtu_65000() {
+    forward_round_trip(tun_forward_smol_binary, 65000, 16 << 20, &[], Segments::Any);
 }
 
 /// Runs a command in the current namespace and returns (success, stdout).
@@ -300,7 +213,7 @@ fn run(program: &str, args: &[&str]) -> (bool, String) {
 /// DNS over UDP (v4 and v6) and ping through the forwarder at `binary`.
 fn dig_and_ping(binary: fn() -> PathBuf) {
     std::thread::spawn(move || {
-        let fwd = Forwarder::start_binary(binary(), &["--redirect", "127.0.0.1"]);
+        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &["--redirect", "127.0.0.1"]);
         let pid_file = format!(
             "/tmp/netstack-test-dnsmasq-{}-{:?}.pid",
             std::process::id(),
@@ -318,7 +231,7 @@ fn dig_and_ping(binary: fn() -> PathBuf) {
             .stderr(Stdio::null())
             .spawn()
             .expect("dnsmasq must be installed");
-        let _dns = ChildGuard(Some(dns));
+        let _dns = KillOnDrop(dns);
         std::thread::sleep(Duration::from_millis(500));
         for server in ["@198.19.0.53", "@fd00::53"] {
             let (ok, out) = run(
@@ -352,13 +265,17 @@ fn tun_forward_smol_answers_dig_and_ping() {
     dig_and_ping(tun_forward_smol_binary);
 }
 
-#[test]
-fn tun_forward_icmp_forward_reports_the_real_result() {
+/// `--icmp forward`: a ping through the forwarder at `binary` is answered only if its real
+/// destination answers.
+fn icmp_forward_reports_the_real_result(binary: fn() -> PathBuf) {
     for (redirect, expect_reply) in [("127.0.0.1", true), ("192.0.2.1", false)] {
         std::thread::spawn(move || {
             // 192.0.2.1 has no route inside the test namespace: the real ping fails at once,
             // so the stack must not pretend it answered.
-            let fwd = Forwarder::start(&["--redirect", redirect, "--icmp", "forward"]);
+            let fwd = ForwarderProcess::start_in_new_netns(
+                &binary(),
+                &["--redirect", redirect, "--icmp", "forward"],
+            );
             let (ok, _) = run("ping", &["-c", "2", "-i", "0.2", "-W", "3", "198.19.0.10"]);
             assert_eq!(ok, expect_reply, "ping via --icmp forward to {redirect}");
             drop(fwd);
@@ -368,19 +285,25 @@ fn tun_forward_icmp_forward_reports_the_real_result() {
     }
 }
 
+#[test]
+fn tun_forward_icmp_forward_reports_the_real_result() {
+    icmp_forward_reports_the_real_result(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_icmp_forward_reports_the_real_result() {
+    icmp_forward_reports_the_real_result(tun_forward_smol_binary);
+}
+
 /// Deleting the forwarder's interface under it makes its device reads fail (`EBADFD`): the
 /// forwarder must say so and exit with status 1 instead of living on without a device.
 fn exits_when_its_interface_is_deleted(binary: fn() -> PathBuf, name: &'static str) {
     std::thread::spawn(move || {
-        let fwd = Forwarder::start_binary(binary(), &["--redirect", "127.0.0.1"]);
+        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &["--redirect", "127.0.0.1"]);
         // It forwards before the deletion: the exit below is the deletion's doing.
         echo_v4_and_v6(64 << 10);
         ip(&["link", "del", "tunf"]).unwrap();
-        let (status, stderr) = wait_exit(
-            fwd.child,
-            Duration::from_secs(10),
-            "its interface was deleted",
-        );
+        let (status, stderr) = fwd.wait_exit(Duration::from_secs(10), "its interface was deleted");
         assert_eq!(
             status.code(),
             Some(1),
@@ -425,11 +348,11 @@ fn drives_a_handed_over_fd(binary: fn() -> PathBuf) {
         cmd.args(["--tun-fd", &fd.to_string(), "--mtu", "1500"])
             .args(["--redirect", "127.0.0.1"]);
         hand_over(&mut cmd, fd);
-        let guard = spawn_ready(cmd);
+        let fwd = ForwarderProcess::spawn_ready(cmd);
         configure_kernel_side("tunh").unwrap();
         echo_v4_and_v6(1 << 20);
 
-        let (status, stderr) = interrupt(guard);
+        let (status, stderr) = fwd.interrupt();
         assert_ne!(
             status.signal(),
             Some(libc::SIGSYS),

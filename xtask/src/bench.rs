@@ -44,8 +44,8 @@ pub struct BenchArgs {
     /// One run of 2 s per cell, shorter rate test, fewer idle connections.
     #[arg(long)]
     quick: bool,
-    /// Only run these subjects (comma-separated keys: netstack, netstack-smoltcp, ipstack,
-    /// gvisor, kernel-relay, tun-floor, loopback).
+    /// Only run these subjects (comma-separated keys: netstack, netstack-smol,
+    /// netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor, loopback).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// MTUs to test.
@@ -101,6 +101,11 @@ fn subjects(release: &Path) -> Vec<Subject> {
             kind: SubjectKind::KernelRelay(release.join("kernel_relay")),
         },
         tun("netstack", "netstack (tun_forward)", "tun_forward"),
+        tun(
+            "netstack-smol",
+            "netstack, one thread (tun_forward_smol)",
+            "tun_forward_smol",
+        ),
         tun(
             "netstack-smoltcp",
             "netstack-smoltcp 0.2.4",
@@ -360,6 +365,8 @@ fn build() -> Result<PathBuf, String> {
             "netstack-examples",
             "--bin",
             "tun_forward",
+            "--bin",
+            "tun_forward_smol",
         ],
         &["build", "--release", "-p", "netstack-bench", "--bins"],
     ];
@@ -377,6 +384,7 @@ fn build() -> Result<PathBuf, String> {
     let release = super::target_dir().join("release");
     for bin in [
         "tun_forward",
+        "tun_forward_smol",
         "fwd_netstack_smoltcp",
         "fwd_ipstack",
         "kernel_relay",

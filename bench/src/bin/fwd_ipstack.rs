@@ -6,7 +6,7 @@
 //!
 //! Same command line, TUN device and relay glue as `tun_forward`; only the stack differs. The
 //! stack uses the crate's defaults except the MTU. TCP streams are relayed with [`relay_to`];
-//! UDP flows (ipstack hands over one stream per flow) with [`relay_stream_flow`]: one kernel
+//! UDP flows (ipstack hands over one stream per flow) with [`stream_flow`]: one kernel
 //! socket per flow, as `tun_forward` does. Prints `ready` once the device exists; on
 //! SIGINT/SIGTERM prints the UDP relay's counters.
 
@@ -17,7 +17,7 @@ use ipstack::{IpStack, IpStackConfig, IpStackStream};
 use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
 use netstack_bench::relay::relay_to;
 use netstack_bench::tun_io::TunIo;
-use netstack_bench::udp_relay::{relay_stream_flow, UdpRelayStats, IDLE_TIMEOUT};
+use netstack_bench::udp_relay::{stream_flow, Tokio, UdpRelayStats, IDLE_TIMEOUT};
 
 /// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
 /// frees), so that the subjects differ in their stacks, not in their allocator tuning.
@@ -51,11 +51,15 @@ async fn main() -> std::io::Result<()> {
                     });
                 }
                 Ok(IpStackStream::Udp(stream)) => {
-                    let target = args.target(stream.peer_addr());
-                    let stats = udp_stats.clone();
+                    let route = (
+                        stream.local_addr(),
+                        stream.peer_addr(),
+                        args.target(stream.peer_addr()),
+                    );
+                    let flow = stream_flow(stream, route, udp_stats.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = relay_stream_flow(stream, target, stats).await {
-                            eprintln!("udp relay to {target}: {e}");
+                        if let Err(e) = flow.run::<Tokio>().await {
+                            eprintln!("udp relay to {}: {e}", route.2);
                         }
                     });
                 }

@@ -17,7 +17,7 @@ use clap::Parser;
 use futures::{SinkExt, StreamExt};
 use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
 use netstack_bench::relay::relay_to;
-use netstack_bench::udp_relay::{FlowTable, ReplySink, UdpRelayStats};
+use netstack_bench::udp_relay::{FlowTable, Replies, Tokio, UdpRelayStats, LIMITS};
 use netstack_examples::tun::Tun;
 
 /// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
@@ -74,10 +74,12 @@ async fn main() -> std::io::Result<()> {
         let (mut datagrams, replies) = udp.expect("UDP is enabled").split();
         let reply = StackReplies(Arc::new(tokio::sync::Mutex::new(replies)));
         let args = args.clone();
-        let mut table = FlowTable::new(reply, move |dst| args.target(dst), udp_stats.clone());
+        let mut table = FlowTable::new(reply, LIMITS, udp_stats.clone());
         tokio::spawn(async move {
             while let Some((payload, src, dst)) = datagrams.next().await {
-                table.dispatch(payload, src, dst);
+                if let Some(flow) = table.dispatch(src, dst, payload, args.target(dst)) {
+                    tokio::spawn(flow.run::<Tokio>());
+                }
             }
         })
     };
@@ -109,7 +111,9 @@ async fn main() -> std::io::Result<()> {
 #[derive(Clone)]
 struct StackReplies(Arc<tokio::sync::Mutex<netstack_smoltcp::udp::WriteHalf>>);
 
-impl ReplySink for StackReplies {
+impl Replies for StackReplies {
+    type Quote = ();
+
     async fn send_reply(
         &self,
         payload: &[u8],
@@ -117,5 +121,9 @@ impl ReplySink for StackReplies {
         to: SocketAddr,
     ) -> std::io::Result<()> {
         self.0.lock().await.send((payload.to_vec(), from, to)).await
+    }
+
+    fn refused(&self, _: &()) -> bool {
+        false
     }
 }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use clap::Parser;
 use netstack_bench::cli::shutdown_signal;
 use netstack_bench::relay::relay_to;
-use netstack_bench::udp_relay::{FlowTable, UdpRelayStats, MAX_DATAGRAM};
+use netstack_bench::udp_relay::{
+    FlowTable, SocketReplies, Tokio, UdpRelayStats, LIMITS, MAX_DATAGRAM,
+};
 
 /// Command line of `kernel_relay`.
 #[derive(Parser, Debug)]
@@ -49,14 +51,18 @@ async fn main() -> std::io::Result<()> {
     let udp_stats = Arc::new(UdpRelayStats::default());
     let udp = if args.udp {
         let socket = Arc::new(tokio::net::UdpSocket::bind(args.listen).await?);
-        let mut table = FlowTable::new(socket.clone(), move |_| target, udp_stats.clone());
+        let mut table = FlowTable::new(SocketReplies(socket.clone()), LIMITS, udp_stats.clone());
         let listen = args.listen;
         Some(tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM];
             loop {
                 match socket.recv_from(&mut buf).await {
                     // One allocation per datagram, as the stacks hand theirs over.
-                    Ok((n, src)) => table.dispatch(buf[..n].to_vec(), src, listen),
+                    Ok((n, src)) => {
+                        if let Some(flow) = table.dispatch(src, listen, buf[..n].to_vec(), target) {
+                            tokio::spawn(flow.run::<Tokio>());
+                        }
+                    }
                     Err(e) => eprintln!("udp recv: {e}"),
                 }
             }

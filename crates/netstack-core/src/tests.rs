@@ -404,3 +404,70 @@ fn idle_connections_give_their_buffer_pages_back() {
     let _ = stack.poll_runner(&mut cx);
     assert_eq!(stack.stats().tcp.buffers_trimmed, 2);
 }
+
+/// Runs the runner once, drains (and returns) what the stack sent.
+fn run_and_drain(stack: &LocalStack) -> Vec<Vec<u8>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    let _ = stack.poll_runner(&mut cx);
+    let mut out = Vec::new();
+    while let Poll::Ready(p) = stack.poll_egress(&mut cx) {
+        out.push(p);
+    }
+    out
+}
+
+/// An accepted connection request whose handshake never completes: the task waiting for it
+/// in `accept()` is woken and told, when the handshake expires (`syn_timeout`) or the peer
+/// resets it, instead of waiting forever (a forwarder that dials first would otherwise keep
+/// the upstream connection it dialed for every spoofed SYN).
+#[test]
+fn a_failed_handshake_of_an_accepted_request_wakes_its_waiter() {
+    use core::future::Future;
+    use smoltcp::wire::TcpControl;
+
+    for reset in [false, true] {
+        let config = Config::default()
+            .connection_requests(true)
+            .syn_timeout(Duration::from_secs(3));
+        let stack = LocalStack::new(config, ManualClock::default());
+        let listener: TcpListener<&LocalStack> = TcpListener::new(&stack);
+        let (peer, target) = ((PEER, 40010), (TARGET, 80));
+        stack.push_ingress(tcp_syn(peer, target, 100)).unwrap();
+        assert!(
+            run_and_drain(&stack).is_empty(),
+            "nothing answers a request yet"
+        );
+        let mut cx = Context::from_waker(Waker::noop());
+        let request = match listener.poll_incoming(&mut cx) {
+            Poll::Ready(Ok(crate::Incoming::Request(r))) => r,
+            other => panic!("expected a request, got {other:?}"),
+        };
+        let mut accepting = core::pin::pin!(request.accept());
+        let (woken, waker) = counting_waker();
+        let mut task = Context::from_waker(&waker);
+        assert!(accepting.as_mut().poll(&mut task).is_pending());
+        let answer = run_and_drain(&stack);
+        assert!(
+            answer.iter().any(|p| tcp_info(p).is_some_and(|t| t.syn)),
+            "a SYN-ACK"
+        );
+
+        if reset {
+            let rst = Segment::new(peer, target)
+                .control(TcpControl::Rst)
+                .seq(101)
+                .build();
+            stack.push_ingress(rst).unwrap();
+        } else {
+            stack.clock().0.set(Instant::from_millis(3_001));
+        }
+        run_and_drain(&stack);
+        let count = woken.0.load(core::sync::atomic::Ordering::SeqCst);
+        assert!(count >= 1, "reset {reset}: the waiter was not woken");
+        match accepting.as_mut().poll(&mut task) {
+            Poll::Ready(Err(crate::TcpError::ConnectionReset)) => {}
+            other => panic!("reset {reset}: accept() gave {other:?}"),
+        }
+        assert_eq!(stack.stats().tcp.syn_received, 0, "{}", stack.stats());
+    }
+}

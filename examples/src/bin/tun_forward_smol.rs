@@ -1,18 +1,18 @@
-//! `tun_forward_smol`: the TUN forwarder of `tun_forward`, on one thread.
+//! `tun_forward_smol`: the forwarder of `tun_forward`, on one thread.
 //!
 //! ```text
-//! tun_forward_smol --tun NAME [--mtu N] [--redirect IP]
-//! tun_forward_smol --tun-fd FD [--mtu N] [--redirect IP]
+//! tun_forward_smol --tun NAME [--mtu N] [--redirect IP]... [--accept-first] [--dial-timeout S]
+//! tun_forward_smol --tun-fd FD [--mtu N] [--redirect IP]...
 //! ```
 //!
-//! Same command line, TCP and UDP behaviour as `tun_forward` (pings are answered by the stack;
-//! `--icmp forward` is accepted but not implemented here), but everything (the stack's runner,
-//! the packet pumps, every relay) runs on a single-thread `async_executor::LocalExecutor` over
-//! async-io, with the `!Send` stack from `netstack_smol::local`: an `Rc` and no locking.
-//! Prints `ready` on stdout once the device exists and the stack runs, and on SIGINT/SIGTERM
-//! prints the stack's counters on stderr and exits. If reading the device fails, it says so on
-//! stderr and exits with status 1. `--tun-fd` drives an inherited descriptor, never closed, as
-//! in `tun_forward`; the device's offloads are not used here.
+//! The same forwarder as `tun_forward` (`netstack_examples::forwarder`: the same command line,
+//! TCP relay, dial-first handshakes, UDP flows, `--icmp forward`, TUN offloads and batched
+//! device I/O), but everything — the stack's runner, the packet pumps, every relay — runs on a
+//! single-thread `async_executor::LocalExecutor` over async-io, with the `!Send` stack from
+//! `netstack_smol::local`: an `Rc` and no locking. Prints `ready` on stdout once the device
+//! exists and the stack runs, and on SIGINT/SIGTERM prints its counters on stderr and exits. If
+//! reading the device fails, it says so on stderr and exits with status 1. `--tun-fd` drives
+//! an inherited descriptor, never closed, as in `tun_forward`.
 
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -20,12 +20,9 @@ use std::rc::Rc;
 use async_executor::LocalExecutor;
 use async_signal::{Signal, Signals};
 use clap::Parser;
-use futures::future::{select, Either};
 use futures::StreamExt;
 use netstack_examples::forward::Args;
-use netstack_examples::smol_local::{relay, relay_udp, wire};
-use netstack_examples::tun_async_io::AsyncIoTun;
-use netstack_smol::local::StackBuilder;
+use netstack_examples::forwarder::{async_io_exec::AsyncIoLocal, forward};
 
 /// Connection buffers get pages of their own on Linux: untouched ones cost nothing, freed ones
 /// return to the system (see `netstack_examples::allocator`).
@@ -36,74 +33,25 @@ static ALLOC: netstack_examples::allocator::ForwarderAllocator =
 fn main() -> std::io::Result<ExitCode> {
     let args = Args::parse();
     netstack_examples::allocator::keep_small_frees();
-    let ex = Rc::new(LocalExecutor::new());
-    async_io::block_on(ex.run(forward(ex.clone(), args)))
-}
-
-async fn forward(ex: Rc<LocalExecutor<'static>>, args: Args) -> std::io::Result<ExitCode> {
     // Registered before anything else, so that a signal right after `ready` is not lost.
     let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
-    // No offloads: this forwarder's pump and stack take MTU-sized packets only.
-    let tun = Rc::new(AsyncIoTun::new(args.open_device(false)?)?);
-    let (stack, runner, listener) = StackBuilder::new(
-        netstack_smol::Config::default()
-            .mtu(args.mtu as usize)
-            .tcp_rx_buffer(args.tcp_buffer())
-            .tcp_tx_buffer(args.tcp_buffer())
-            .max_connections(args.max_connections),
-    )
-    .build();
-    ex.spawn(runner).detach();
-    let stats = stack.clone();
-    let udp = stack.udp_socket()?;
-    let udp_args = args.clone();
-    let udp_relay = ex.spawn(relay_udp(
-        ex.clone(),
-        udp,
-        move |dst| udp_args.target(dst),
-        std::time::Duration::from_secs(args.udp_idle_timeout),
-        args.max_udp_flows,
-    ));
-    let (mut pump_in, pump_out) = wire(&ex, tun.clone(), stack);
-    println!("ready");
-
-    // Accept until SIGINT or SIGTERM, or until reading the device fails (the device → stack
-    // pump ends only then).
-    let exit = loop {
-        let stop = select(signals.next(), &mut pump_in);
-        match select(Box::pin(listener.accept()), stop).await {
-            Either::Left((accepted, _)) => {
-                let (stream, _peer) = accepted?;
-                let target = args.target(stream.local_addr()?);
-                ex.spawn(async move {
-                    if let Err(e) = relay(stream, target).await {
-                        eprintln!("relay to {target}: {e}");
-                    }
-                })
-                .detach();
-            }
-            Either::Right((Either::Left(_signal), _)) => break ExitCode::SUCCESS,
-            Either::Right((Either::Right((ended, _)), _)) => {
-                let error = match ended {
-                    Err(e) => e.to_string(),
-                    Ok(()) => "the reader stopped".to_string(),
-                };
-                eprintln!(
-                    "tun_forward_smol: reading TUN device {} failed: {error}",
-                    tun.name()
-                );
-                break ExitCode::FAILURE;
-            }
-        }
+    let shutdown = async move {
+        signals.next().await.transpose()?;
+        Ok(())
     };
-    // Stop the pumps and the UDP relay, and let go of the device before exiting, as
-    // `tun_forward` does (an adopted descriptor stays open: the device only borrows it).
-    pump_in.cancel().await;
-    pump_out.cancel().await;
-    udp_relay.cancel().await;
-    drop(tun);
-    eprintln!("{}", stats.stats());
-    Ok(exit)
+    let ex = Rc::new(LocalExecutor::new());
+    let forwarder = forward(
+        AsyncIoLocal::new(ex.clone()),
+        args,
+        "tun_forward_smol",
+        shutdown,
+    );
+    // The forwarder's accept loop runs as a task of the executor, scheduled in turn with the
+    // runner and the relays. As the executor's main future it would be polled only between
+    // batches of 200 task runs, while the runner fills the accept queue (connections that
+    // complete their handshake when it is full are reset).
+    let forwarder = ex.spawn(forwarder);
+    async_io::block_on(ex.run(forwarder))
 }
 
 /// The signals that stop the forwarder (Windows: Ctrl+C only).

@@ -16,7 +16,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp::{self, RecvError, State};
@@ -81,6 +81,10 @@ pub(crate) struct TcpTable {
     syn_received: usize,
     /// Earliest SYN or orphan expiry, computed by `maintain`.
     deadline: Option<Instant>,
+    /// Wakers of tasks waiting on connections that were removed (an accepted request's
+    /// handshake that expired or was reset): `maintain` wakes them, and they find the
+    /// connection gone (`ConnectionReset`) instead of waiting forever.
+    released: Vec<Waker>,
     pub(crate) stats: TcpStats,
 }
 
@@ -95,6 +99,7 @@ impl TcpTable {
             refused: RecentRefusals::default(),
             syn_received: 0,
             deadline: None,
+            released: Vec::new(),
             stats: TcpStats::default(),
         }
     }
@@ -499,6 +504,9 @@ impl TcpTable {
         for id in remove {
             self.remove(id, sockets);
         }
+        for waker in self.released.drain(..) {
+            wake.push(waker);
+        }
         // Removal is batched to keep this pass allocation-free; anything left over is picked up
         // right away by the next pass.
         let deadline = [deadline, self.next_request_expiry(config)]
@@ -510,10 +518,12 @@ impl TcpTable {
     }
 
     fn remove(&mut self, id: ConnId, sockets: &mut SocketSet<'static>) {
-        if let Some(conn) = self.conns.remove(&id) {
+        if let Some(mut conn) = self.conns.remove(&id) {
             if let Phase::SynReceived { .. } = conn.phase {
                 self.syn_received -= 1;
             }
+            self.released
+                .extend(conn.read.take().into_iter().chain(conn.write.take()));
             if self.by_tuple.get(&conn.tuple) == Some(&id) {
                 self.by_tuple.remove(&conn.tuple);
             }

@@ -1,0 +1,352 @@
+//! The UDP relay: one connected kernel socket per (source, destination) flow, closed after an
+//! idle timeout, at most a bounded number of flows; replies go back to the flow's source,
+//! appearing to come from its original destination, and a "port unreachable" from the target
+//! (`ECONNREFUSED` on the flow's socket) goes back as an ICMP port unreachable that quotes the
+//! flow's first datagram, so the client's connected socket sees `ECONNREFUSED` too.
+//!
+//! Generic over where datagrams come from and where replies go ([`FlowDatagram`],
+//! [`Replies`]): the forwarders use netstack's UDP socket; the benchmark's peer forwarders and
+//! kernel relay use the same [`FlowTable`] and [`Flow`] with their stacks' sockets.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+use netstack_core::{ErrorQuote, StackPtr, UdpDatagram, UdpSendHalf, Unreachable};
+
+use super::executor::{Executor, KernelDatagram};
+
+/// Datagrams buffered per flow on their way out; more are dropped (UDP may lose datagrams,
+/// memory may not grow).
+pub const FLOW_QUEUE: usize = 64;
+/// Largest datagram the relay reads back from a target.
+pub const MAX_DATAGRAM: usize = 65536;
+
+/// Limits of the UDP relay.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpLimits {
+    /// Close a flow's outbound socket after this long without traffic in either direction.
+    pub idle_timeout: Duration,
+    /// Maximum concurrent flows; datagrams of new flows beyond it are dropped.
+    pub max_flows: usize,
+}
+
+/// Counters of a UDP relay, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct UdpRelayStats {
+    /// Flows opened.
+    pub flows: AtomicU64,
+    /// Datagrams dropped (flow queue full, too many flows, or no socket for the flow).
+    pub dropped: AtomicU64,
+    /// Datagrams sent to targets.
+    pub forwarded: AtomicU64,
+    /// Datagrams sent back to sources.
+    pub replied: AtomicU64,
+    /// Port-unreachable errors passed back to sources.
+    pub refused: AtomicU64,
+}
+
+impl std::fmt::Display for UdpRelayStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "udp relay: flows {}, dropped {}, forwarded {}, replied {}, refused {}",
+            n(&self.flows),
+            n(&self.dropped),
+            n(&self.forwarded),
+            n(&self.replied),
+            n(&self.refused)
+        )
+    }
+}
+
+/// A datagram a flow relays.
+pub trait FlowDatagram: 'static {
+    /// What an error about the datagram quotes (`()` where the source cannot be told).
+    type Quote: 'static;
+    /// The payload.
+    fn payload(&self) -> &[u8];
+    /// The quote of this datagram for a later error.
+    fn quote(&self) -> Self::Quote;
+}
+
+/// A datagram of netstack's UDP socket (it keeps its packet: no copy, and a quote).
+impl FlowDatagram for UdpDatagram {
+    type Quote = ErrorQuote;
+
+    fn payload(&self) -> &[u8] {
+        UdpDatagram::payload(self)
+    }
+
+    fn quote(&self) -> ErrorQuote {
+        UdpDatagram::quote(self)
+    }
+}
+
+/// A bare payload (stacks that cannot send ICMP errors).
+impl FlowDatagram for Vec<u8> {
+    type Quote = ();
+
+    fn payload(&self) -> &[u8] {
+        self
+    }
+
+    fn quote(&self) {}
+}
+
+/// Where a flow's replies go: back into the stack (or out of a listening socket).
+pub trait Replies: Clone + 'static {
+    /// What [`Replies::refused`] quotes.
+    type Quote: 'static;
+    /// Sends `payload` to `to` as if from `from`.
+    fn send_reply(
+        &self,
+        payload: &[u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>>;
+    /// The flow's target answered with "port unreachable": tell the source, about `quote`.
+    /// Returns whether an error was sent.
+    fn refused(&self, quote: &Self::Quote) -> bool;
+}
+
+/// Replies through netstack's UDP socket; refusals as ICMP port unreachable.
+impl<P: StackPtr + 'static> Replies for UdpSendHalf<P> {
+    type Quote = ErrorQuote;
+
+    async fn send_reply(&self, payload: &[u8], from: SocketAddr, to: SocketAddr) -> io::Result<()> {
+        self.send_to(payload, from, to)
+            .await
+            .map_err(io::Error::from)
+    }
+
+    fn refused(&self, quote: &ErrorQuote) -> bool {
+        // Rate-limited and filtered by the stack (RFC 1812 / RFC 4443): an error not sent is
+        // counted there.
+        self.send_unreachable(quote, Unreachable::Port).is_ok()
+    }
+}
+
+/// The flows of one demultiplexing relay: [`FlowTable::dispatch`] every received datagram and
+/// spawn the flows it opens.
+pub struct FlowTable<D: FlowDatagram, R> {
+    /// Queue of each open flow, by (source, original destination).
+    flows: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<D>>,
+    replies: R,
+    limits: UdpLimits,
+    stats: Arc<UdpRelayStats>,
+}
+
+impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
+    /// An empty table whose flows reply through `replies`.
+    pub fn new(replies: R, limits: UdpLimits, stats: Arc<UdpRelayStats>) -> Self {
+        FlowTable {
+            flows: HashMap::new(),
+            replies,
+            limits,
+            stats,
+        }
+    }
+
+    /// Queues `datagram` (from `src` to `dst`) on its flow; if the flow is not open, opens it
+    /// to `to` and returns it: spawn [`Flow::run`].
+    pub fn dispatch(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        datagram: D,
+        to: SocketAddr,
+    ) -> Option<Flow<D, R, mpsc::Receiver<D>>> {
+        let key = (src, dst);
+        let datagram = match self.flows.get_mut(&key) {
+            None => datagram,
+            Some(flow) => match flow.try_send(datagram) {
+                Ok(()) => return None,
+                Err(e) if e.is_full() => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                // The flow timed out: start a new one with this datagram.
+                Err(e) => {
+                    self.flows.remove(&key);
+                    e.into_inner()
+                }
+            },
+        };
+        if self.flows.len() >= self.limits.max_flows {
+            self.flows.retain(|_, f| !f.is_closed());
+            if self.flows.len() >= self.limits.max_flows {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        let (mut sender, receiver) = mpsc::channel(FLOW_QUEUE);
+        // A fresh channel has room for the first datagram.
+        let _ = sender.try_send(datagram);
+        self.flows.insert(key, sender);
+        self.stats.flows.fetch_add(1, Ordering::Relaxed);
+        Some(Flow::new(
+            receiver,
+            self.replies.clone(),
+            (src, dst, to),
+            self.limits.idle_timeout,
+            self.stats.clone(),
+        ))
+    }
+}
+
+/// One flow: datagrams from `outgoing` go to the target; datagrams from the target go back to
+/// the source as if from the original destination. Ends after the idle timeout, or when
+/// `outgoing` ends.
+pub struct Flow<D, R, O> {
+    outgoing: O,
+    replies: R,
+    src: SocketAddr,
+    dst: SocketAddr,
+    to: SocketAddr,
+    idle: Duration,
+    stats: Arc<UdpRelayStats>,
+    _datagram: std::marker::PhantomData<fn() -> D>,
+}
+
+/// What woke a flow.
+enum Event<D> {
+    Out(Option<D>),
+    In(io::Result<usize>),
+    Idle,
+}
+
+impl<D, R, O> Flow<D, R, O>
+where
+    D: FlowDatagram,
+    R: Replies<Quote = D::Quote>,
+    O: Stream<Item = D> + Unpin,
+{
+    /// A flow from `src` to `dst`, relayed to `to` (`route`), whose datagrams come from
+    /// `outgoing` (for stacks that demultiplex flows themselves; a [`FlowTable`] makes its
+    /// own).
+    pub fn new(
+        outgoing: O,
+        replies: R,
+        route: (SocketAddr, SocketAddr, SocketAddr),
+        idle: Duration,
+        stats: Arc<UdpRelayStats>,
+    ) -> Self {
+        let (src, dst, to) = route;
+        Flow {
+            outgoing,
+            replies,
+            src,
+            dst,
+            to,
+            idle,
+            stats,
+            _datagram: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs the flow on executor `E`'s sockets and timer.
+    ///
+    /// # Errors
+    /// If the flow's socket cannot be made, or a reply cannot be sent.
+    pub async fn run<E: Executor>(mut self) -> io::Result<()> {
+        let socket = match connected_socket(self.to).and_then(E::datagram) {
+            Ok(s) => s,
+            Err(e) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        // The flow's first datagram, for the errors about it.
+        let mut quote: Option<D::Quote> = None;
+        let mut last_activity = Instant::now();
+        let mut timer = E::sleep_until(last_activity + self.idle);
+        // Alternates which side is polled first, so neither starves the other.
+        let mut out_first = true;
+        loop {
+            out_first = !out_first;
+            let event = {
+                // Made afresh each turn (it is cancel-safe), so that `buf` is free below.
+                let mut recv = pin!(socket.recv(&mut buf));
+                poll_fn(|cx| {
+                    let mut out = |cx: &mut std::task::Context<'_>| {
+                        self.outgoing.poll_next_unpin(cx).map(Event::Out)
+                    };
+                    if out_first {
+                        if let Poll::Ready(e) = out(cx) {
+                            return Poll::Ready(e);
+                        }
+                    }
+                    if let Poll::Ready(r) = recv.as_mut().poll(cx) {
+                        return Poll::Ready(Event::In(r));
+                    }
+                    if !out_first {
+                        if let Poll::Ready(e) = out(cx) {
+                            return Poll::Ready(e);
+                        }
+                    }
+                    Pin::new(&mut timer).poll(cx).map(|_| Event::Idle)
+                })
+                .await
+            };
+            match event {
+                Event::Out(Some(d)) => {
+                    last_activity = Instant::now();
+                    if quote.is_none() {
+                        quote = Some(d.quote());
+                    }
+                    // A refused or failed send is a lost datagram, as on a real network.
+                    if socket.send(d.payload()).await.is_ok() {
+                        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Event::Out(None) => return Ok(()),
+                Event::In(Ok(n)) => {
+                    last_activity = Instant::now();
+                    self.replies
+                        .send_reply(&buf[..n], self.dst, self.src)
+                        .await?;
+                    self.stats.replied.fetch_add(1, Ordering::Relaxed);
+                }
+                // "Port unreachable" for an earlier datagram: pass it on. The flow stays open
+                // (a server may start listening), as a kernel socket's would.
+                Event::In(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    if quote.as_ref().is_some_and(|q| self.replies.refused(q)) {
+                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                // Other ICMP errors are dropped, as the network would.
+                Event::In(Err(_)) => {}
+                Event::Idle => {
+                    let until = last_activity + self.idle;
+                    if Instant::now() >= until {
+                        return Ok(());
+                    }
+                    timer = E::sleep_until(until);
+                }
+            }
+        }
+    }
+}
+
+/// A non-blocking kernel UDP socket connected to `to`.
+fn connected_socket(to: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let bind: SocketAddr = match to.ip() {
+        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = std::net::UdpSocket::bind(bind)?;
+    socket.connect(to)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
