@@ -46,6 +46,12 @@ pub struct Args {
     /// Maximum TCP connections in any state.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// Completed handshakes waiting for the forwarder to take them (SYN-cookie connections and,
+    /// with --accept-first, every connection); beyond it a completed handshake is reset. The
+    /// forwarder takes them at once, so the queue only absorbs bursts (2,000 clients at once,
+    /// most of them through SYN cookies, overflowed the stack's default of 256 under load).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub accept_queue: usize,
     /// Seconds a UDP flow may stay idle before its outbound socket is closed.
     #[arg(long, default_value_t = 60)]
     pub udp_idle_timeout: u64,
@@ -75,6 +81,24 @@ pub struct Args {
     /// destinations that never answer cannot take every permit.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub max_dials_per_destination: usize,
+    /// TCP runner groups: connections hash to one of N groups, each with its own lock and
+    /// runner task, so that connections of different groups are serviced on different cores.
+    /// Default: one per worker thread of the executor (tokio: `TOKIO_WORKER_THREADS` or the
+    /// number of cores; `tun_forward_smol`: 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub runners: Option<u16>,
+    /// Seconds a connection may sit idle with empty buffers before it gives its buffer pages
+    /// back (it gets new ones with its next bytes); 0 keeps them for the connection's life.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_seconds_or_zero)]
+    pub idle_trim: f64,
+}
+
+/// Parses a finite number of seconds in [0, 86400].
+fn parse_seconds_or_zero(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(0.0) => Ok(0.0),
+        _ => parse_seconds(s),
+    }
 }
 
 /// Parses a positive, finite number of seconds (at most a day).
@@ -214,6 +238,7 @@ impl Args {
             .tcp_rx_buffer(self.tcp_buffer())
             .tcp_tx_buffer(self.tcp_buffer())
             .max_connections(self.max_connections)
+            .accept_queue(self.accept_queue)
             // The connection cap is the limit users set here; size the byte budget to match it.
             .tcp_buffer_budget(self.max_connections * 2 * self.tcp_buffer())
             .icmp_echo(match self.icmp {
@@ -222,6 +247,17 @@ impl Args {
             })
             .connection_requests(!self.accept_first)
             .syn_timeout(syn_timeout)
+            // With offloads the device completes TCP checksums (every TCP packet is written
+            // checksum-partial: see `offload::outgoing`).
+            .tcp_checksum_offload(offload)
+            .tcp_idle_trim(self.idle_trim())
+            .tcp_runners(usize::from(self.runners.unwrap_or(1)))
+    }
+
+    /// The idle time after which a connection gives its buffer pages back, if any.
+    pub fn idle_trim(&self) -> Option<netstack_core::Duration> {
+        (self.idle_trim > 0.0)
+            .then(|| netstack_core::Duration::from_millis((self.idle_trim * 1000.0) as u64))
     }
 }
 
@@ -259,5 +295,22 @@ mod tests {
         let c = args(&["--accept-first"]).stack_config(false);
         assert!(!c.connection_requests);
         assert!(Args::try_parse_from(["fwd", "--tun", "t0", "--dial-timeout", "0"]).is_err());
+    }
+
+    #[test]
+    fn offloads_idle_trim_runners_and_the_accept_queue_reach_the_stack() {
+        let c = args(&[]).stack_config(true);
+        assert!(c.tcp_checksum_offload, "the device completes TCP checksums");
+        assert_eq!(c.tcp_idle_trim, Some(netstack_core::Duration::from_secs(2)));
+        assert_eq!(c.tcp_runners, 1, "the executor's parallelism is applied by `forward`");
+        assert_eq!(c.accept_queue, 1024);
+        let c = args(&["--idle-trim", "0", "--runners", "3", "--accept-queue", "64"])
+            .stack_config(false);
+        assert!(!c.tcp_checksum_offload);
+        assert_eq!(c.tcp_idle_trim, None);
+        assert_eq!(c.tcp_runners, 3);
+        assert_eq!(c.accept_queue, 64);
+        assert!(Args::try_parse_from(["fwd", "--tun", "t0", "--runners", "0"]).is_err());
+        assert!(Args::try_parse_from(["fwd", "--tun", "t0", "--idle-trim", "-1"]).is_err());
     }
 }

@@ -62,16 +62,20 @@ pub struct Outgoing {
 /// Decides how to write `packet` to a device with MTU `mtu`: a TCP packet larger than the MTU
 /// (the stack sends such super-segments with segmentation offload on) goes with a GSO header —
 /// TCPv4/TCPv6, segment size `mtu` minus its headers, checksum partial — so that the kernel cuts
-/// it to the MTU if it has to; anything else goes with an all-zero header (complete packet).
+/// it to the MTU if it has to. Every other TCP packet goes with a checksum-partial header too,
+/// without GSO: the stack (with `tcp_checksum_offload`) leaves TCP checksums to the device,
+/// and the kernel trusts a partial checksum of a packet it delivers locally, so neither side
+/// sums the bytes. Anything else goes with an all-zero header (complete packet).
+///
+/// The checksum field is replaced by the pseudo-header sum the kernel completes, so whatever
+/// the stack left in it (nothing, or a full checksum) does not matter.
 pub fn outgoing(packet: &[u8], mtu: usize) -> Outgoing {
     let plain = Outgoing {
         hdr: [0; VNET_HDR_LEN],
         checksum_at: None,
         checksum: [0; 2],
     };
-    if packet.len() <= mtu {
-        return plain;
-    }
+    let segment = packet.len() > mtu;
     let Some((ip_len, gso_type, pseudo)) = tcp_pseudo_header_sum(packet) else {
         return plain;
     };
@@ -79,14 +83,16 @@ pub fn outgoing(packet: &[u8], mtu: usize) -> Outgoing {
         return plain;
     };
     let headers = ip_len + usize::from(offset_byte >> 4) * 4;
-    if headers >= mtu || headers > packet.len() {
+    if headers > packet.len() || (segment && headers >= mtu) {
         return plain;
     }
     let mut hdr = [0u8; VNET_HDR_LEN];
     hdr[0] = NEEDS_CSUM;
-    hdr[1] = gso_type;
-    hdr[2..4].copy_from_slice(&(headers as u16).to_ne_bytes());
-    hdr[4..6].copy_from_slice(&((mtu - headers) as u16).to_ne_bytes());
+    if segment {
+        hdr[1] = gso_type;
+        hdr[2..4].copy_from_slice(&(headers as u16).to_ne_bytes());
+        hdr[4..6].copy_from_slice(&((mtu - headers) as u16).to_ne_bytes());
+    }
     hdr[6..8].copy_from_slice(&(ip_len as u16).to_ne_bytes());
     hdr[8..10].copy_from_slice(&(TCP_CHECKSUM_OFFSET as u16).to_ne_bytes());
     Outgoing {
@@ -246,12 +252,38 @@ mod tests {
         written[at..at + 2].copy_from_slice(&out.checksum);
         finish_packet(&hdr, &mut written).unwrap();
         assert_eq!(written, big, "the completed checksum is the real one");
-        // Small packets and non-TCP packets go as they are.
-        assert_eq!(outgoing(&tcp_v4(100), 1500).checksum_at, None);
-        assert_eq!(outgoing(&tcp_v4(100), 1500).hdr, [0; VNET_HDR_LEN]);
+        // Non-TCP packets go as they are.
         let mut udp_like = big.clone();
         udp_like[9] = 17;
         assert_eq!(outgoing(&udp_like, 1500).checksum_at, None);
+        assert_eq!(outgoing(&udp_like, 1500).hdr, [0; VNET_HDR_LEN]);
+    }
+
+    #[test]
+    fn every_tcp_packet_goes_checksum_partial_and_its_checksum_completes() {
+        for len in [0, 1, 100, 1460] {
+            let good = tcp_v4(len);
+            // The stack left the checksum to the device (zero), or computed it: either way
+            // the header makes the kernel complete the real one.
+            let mut left = good.clone();
+            left[36] = 0;
+            left[37] = 0;
+            for sent in [left, good.clone()] {
+                let out = outgoing(&sent, 1500);
+                let hdr = VnetHdr::parse(&out.hdr);
+                assert_eq!(hdr.flags, NEEDS_CSUM);
+                assert_eq!(hdr.gso_type, 0, "no segmentation below the MTU");
+                assert_eq!((hdr.csum_start, hdr.csum_offset), (20, 16));
+                let at = out.checksum_at.expect("checksum replaced");
+                let mut written = sent.clone();
+                written[at..at + 2].copy_from_slice(&out.checksum);
+                finish_packet(&hdr, &mut written).unwrap();
+                assert_eq!(written, good, "payload of {len} bytes");
+            }
+        }
+        // Over the MTU: still segmented.
+        let out = outgoing(&tcp_v4(60_000), 1500);
+        assert_eq!(VnetHdr::parse(&out.hdr).gso_type, GSO_TCPV4);
     }
 
     #[test]

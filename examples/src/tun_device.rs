@@ -312,8 +312,9 @@ impl Device {
     }
 
     /// Writes one packet if the device has room; returns the bytes of `packet` written. With
-    /// offloads a TCP packet larger than the MTU (a super-segment) goes with a GSO header, and
-    /// the kernel cuts it where it must (see [`crate::offload::outgoing`]).
+    /// offloads every TCP packet goes checksum-partial (the kernel completes or trusts its
+    /// checksum), and one larger than the MTU (a super-segment) with a GSO header, which the
+    /// kernel cuts where it must (see [`crate::offload::outgoing`]).
     ///
     /// # Errors
     /// `WouldBlock` if the device has no room; the device's write error (for example a packet

@@ -54,6 +54,10 @@ impl Executor for AsyncIoLocal {
         self.0.spawn(task.run()).detach();
     }
 
+    fn parallelism(&self) -> usize {
+        1
+    }
+
     fn open_tun(device: Device) -> io::Result<AsyncIoTun> {
         AsyncIoTun::new(device)
     }

@@ -43,6 +43,9 @@ pub trait Executor: Clone + Sized + 'static {
     /// Spawns `task`, detached.
     fn spawn(&self, task: Task<Self>);
 
+    /// Threads the executor runs tasks on: the default number of the stack's runner groups.
+    fn parallelism(&self) -> usize;
+
     /// Registers `device` with the executor's reactor.
     ///
     /// # Errors

@@ -71,7 +71,11 @@ pub async fn forward<E: Executor>(
     // on the device was built by the local kernel: neither complete nor verify them (the stack
     // gets `verify_checksums(false)`).
     tun.set_complete_checksums(!tun.offload());
-    let port = exec.start_stack(args.stack_config(tun.offload()));
+    let mut config = args.stack_config(tun.offload());
+    if args.runners.is_none() {
+        config = config.tcp_runners(exec.parallelism());
+    }
+    let port = exec.start_stack(config);
     let listener = Listener::new(port.core().clone());
     let targets = args.targets();
     let udp_stats = Arc::new(UdpRelayStats::default());

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use netstack_core::{PacketSink, PacketStream, StackPtr};
 
 use super::executor::TunDevice;
@@ -32,18 +32,35 @@ pub async fn device_to_stack<T: TunDevice, P: StackPtr>(
 }
 
 /// Stack → device, for as long as the stack lives. Packets the device refuses are counted and
-/// skipped (reported on stderr at powers of two).
+/// skipped (reported on stderr at powers of two). The buffers of written packets go back to
+/// the stack (one lock acquisition per batch, when no more packets are ready), which builds
+/// later packets in them instead of allocating and zeroing new ones.
 pub async fn stack_to_device<T: TunDevice, P: StackPtr + Unpin>(
     tun: Arc<T>,
     mut stream: PacketStream<P>,
 ) {
     let mut write_errors: u64 = 0;
-    while let Some(packet) = stream.next().await {
+    let mut written: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    loop {
+        let next = match stream.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if !written.is_empty() {
+                    stream.recycle(written.drain(..));
+                }
+                stream.next().await
+            }
+        };
+        let Some(packet) = next else { return };
         if let Err(e) = tun.send(&packet).await {
             write_errors += 1;
             if write_errors.is_power_of_two() {
                 eprintln!("tun write failed ({write_errors} so far): {e}");
             }
+        }
+        written.push(packet);
+        if written.len() == BATCH {
+            stream.recycle(written.drain(..));
         }
     }
 }

@@ -39,6 +39,10 @@ impl Executor for Tokio {
         tokio::spawn(task.run());
     }
 
+    fn parallelism(&self) -> usize {
+        tokio::runtime::Handle::current().metrics().num_workers()
+    }
+
     fn open_tun(device: Device) -> io::Result<Tun> {
         Tun::new(device)
     }
