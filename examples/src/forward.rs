@@ -302,7 +302,10 @@ mod tests {
         let c = args(&[]).stack_config(true);
         assert!(c.tcp_checksum_offload, "the device completes TCP checksums");
         assert_eq!(c.tcp_idle_trim, Some(netstack_core::Duration::from_secs(2)));
-        assert_eq!(c.tcp_runners, 1, "the executor's parallelism is applied by `forward`");
+        assert_eq!(
+            c.tcp_runners, 1,
+            "the executor's parallelism is applied by `forward`"
+        );
         assert_eq!(c.accept_queue, 1024);
         let c = args(&["--idle-trim", "0", "--runners", "3", "--accept-queue", "64"])
             .stack_config(false);

@@ -16,6 +16,7 @@ use netstack_core::{Config, PacketPort};
 
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
+use super::udp_batch::send_batch;
 use crate::tun_async_io::AsyncIoTun;
 use crate::tun_device::Device;
 
@@ -124,5 +125,9 @@ impl KernelDatagram for Async<UdpSocket> {
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
         Async::<UdpSocket>::send(self, datagram).await
+    }
+
+    async fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        self.write_with(|s| send_batch(s, datagrams)).await
     }
 }

@@ -115,6 +115,10 @@ pub trait KernelDatagram: 'static {
     fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
     /// Sends one datagram to the connected peer.
     fn send(&self, datagram: &[u8]) -> impl Future<Output = io::Result<usize>>;
+    /// Sends the first datagrams of `datagrams` (at least one) to the connected peer with one
+    /// system call where the platform has one (see [`udp_batch`](super::udp_batch)); returns
+    /// how many were sent.
+    fn send_batch(&self, datagrams: &[&[u8]]) -> impl Future<Output = io::Result<usize>>;
 }
 
 /// Writes all of `data` to `stream`, waiting for room as needed.

@@ -25,6 +25,7 @@ pub mod task;
 pub mod time;
 pub mod tokio_exec;
 pub mod udp;
+pub mod udp_batch;
 
 use std::future::{poll_fn, Future};
 use std::io;

@@ -3,6 +3,7 @@
 //! the compiler checks, for concrete types, that every task fits the executor (`Send` on
 //! tokio's multi-thread runtime).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use super::executor::Executor;
 use super::icmp::{admit, Ping};
 use super::pump::{device_to_stack, stack_to_device};
 use super::udp::{Flow, FlowTable, UdpLimits, UdpRelayStats};
+use super::udp_batch::MAX_BATCH;
 use crate::forward::Targets;
 
 /// A UDP flow of netstack's UDP socket.
@@ -132,11 +134,15 @@ async fn relay_udp<E: Executor>(
 ) {
     let (datagrams, replies) = socket.split();
     let mut table = FlowTable::new(replies, limits, stats);
+    // Every waiting datagram under one lock acquisition of the stack.
+    let mut batch = VecDeque::with_capacity(MAX_BATCH);
     loop {
-        let d = std::future::poll_fn(|cx| datagrams.poll_recv(cx)).await;
-        let (src, dst) = (d.src().into(), d.dst().into());
-        if let Some(flow) = table.dispatch(src, dst, d, targets.target(dst)) {
-            exec.spawn(Task::UdpFlow(flow));
+        std::future::poll_fn(|cx| datagrams.poll_recv_batch(cx, &mut batch, MAX_BATCH)).await;
+        for d in batch.drain(..) {
+            let (src, dst) = (d.src().into(), d.dst().into());
+            if let Some(flow) = table.dispatch(src, dst, d, targets.target(dst)) {
+                exec.spawn(Task::UdpFlow(flow));
+            }
         }
     }
 }

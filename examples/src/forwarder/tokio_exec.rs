@@ -15,6 +15,8 @@ use tokio::io::{unix::AsyncFd, Interest};
 
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
+#[cfg(unix)]
+use super::udp_batch::send_batch;
 use crate::tun::Tun;
 use crate::tun_device::Device;
 
@@ -152,5 +154,18 @@ impl KernelDatagram for TokioDatagram {
             .await;
         #[cfg(windows)]
         return self.io.send(datagram).await;
+    }
+
+    async fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        #[cfg(unix)]
+        return self
+            .io
+            .async_io(Interest::WRITABLE, |s| send_batch(s, datagrams))
+            .await;
+        #[cfg(windows)]
+        return match datagrams.first() {
+            Some(d) => self.io.send(d).await.map(|_| 1),
+            None => Ok(0),
+        };
     }
 }

@@ -19,10 +19,11 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use netstack_core::{ErrorQuote, StackPtr, UdpDatagram, UdpSendHalf, Unreachable};
 
 use super::executor::{Executor, KernelDatagram};
+use super::udp_batch::MAX_BATCH;
 
 /// Datagrams buffered per flow on their way out; more are dropped (UDP may lose datagrams,
 /// memory may not grow).
@@ -267,6 +268,7 @@ where
             }
         };
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut batch: Vec<D> = Vec::new();
         // The flow's first datagram, for the errors about it.
         let mut quote: Option<D::Quote> = None;
         let mut last_activity = Instant::now();
@@ -305,9 +307,25 @@ where
                     if quote.is_none() {
                         quote = Some(d.quote());
                     }
-                    // A refused or failed send is a lost datagram, as on a real network.
-                    if socket.send(d.payload()).await.is_ok() {
-                        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                    // Everything queued now goes out together (one system call per batch).
+                    batch.push(d);
+                    let mut ended = false;
+                    while batch.len() < MAX_BATCH {
+                        match self.outgoing.next().now_or_never() {
+                            Some(Some(d)) => batch.push(d),
+                            Some(None) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    let refused = send_all(&socket, &mut batch, &self.stats).await;
+                    if refused && quote.as_ref().is_some_and(|q| self.replies.refused(q)) {
+                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if ended {
+                        return Ok(());
                     }
                 }
                 Event::Out(None) => return Ok(()),
@@ -337,6 +355,40 @@ where
             }
         }
     }
+}
+
+/// Sends (and empties) `batch` on `socket`, as few system calls as the platform allows,
+/// counting what went out in `stats`. A failed send is a lost datagram, as on a real network;
+/// returns whether the target refused (a port unreachable about an earlier datagram, reported
+/// by this send).
+async fn send_all<D: FlowDatagram, K: KernelDatagram>(
+    socket: &K,
+    batch: &mut Vec<D>,
+    stats: &UdpRelayStats,
+) -> bool {
+    // No allocation per batch: the payloads' slices on the stack (batches hold at most
+    // MAX_BATCH datagrams).
+    let mut slices: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+    for (slot, d) in slices.iter_mut().zip(batch.iter()) {
+        *slot = d.payload();
+    }
+    let payloads = &slices[..batch.len().min(MAX_BATCH)];
+    let mut sent = 0;
+    let mut refused = false;
+    while sent < payloads.len() {
+        match socket.send_batch(&payloads[sent..]).await {
+            Ok(n) => {
+                sent += n.max(1);
+                stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                refused |= e.kind() == io::ErrorKind::ConnectionRefused;
+                sent += 1;
+            }
+        }
+    }
+    batch.clear();
+    refused
 }
 
 /// A non-blocking kernel UDP socket connected to `to`.
