@@ -45,7 +45,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Only run these subjects (comma-separated keys: netstack, netstack-smol,
-    /// netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor, loopback).
+    /// netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor, loopback; and
+    /// netstack-baseline, another build of tun_forward named by $NETSTACK_BENCH_BASELINE).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// MTUs to test.
@@ -87,6 +88,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runtime worker threads of the multi-core scaling test.
 const SCALING_WORKERS: [usize; 2] = [1, 2];
 
+/// Environment variable naming another build of `tun_forward` to measure beside this one (a
+/// before/after comparison): subject `netstack-baseline`.
+const BASELINE_ENV: &str = "NETSTACK_BENCH_BASELINE";
+
 /// The subjects, in table order.
 fn subjects(release: &Path) -> Vec<Subject> {
     let tun = |key, name, bin: &str| Subject {
@@ -94,7 +99,12 @@ fn subjects(release: &Path) -> Vec<Subject> {
         name,
         kind: SubjectKind::Tun(release.join(bin)),
     };
-    vec![
+    let baseline = std::env::var_os(BASELINE_ENV).map(|path| Subject {
+        key: "netstack-baseline",
+        name: "netstack, baseline build (NETSTACK_BENCH_BASELINE)",
+        kind: SubjectKind::Tun(PathBuf::from(path)),
+    });
+    let mut subjects = vec![
         Subject {
             key: "kernel-relay",
             name: "kernel-terminated relay (ceiling)",
@@ -127,7 +137,11 @@ fn subjects(release: &Path) -> Vec<Subject> {
             name: "kernel loopback (direct)",
             kind: SubjectKind::Loopback,
         },
-    ]
+    ];
+    if let Some(baseline) = baseline {
+        subjects.insert(2, baseline);
+    }
+    subjects
 }
 
 /// Runs the benchmark.
