@@ -85,6 +85,10 @@ const ECHO_RELAY_PORT: u16 = 7001;
 /// How long a subject may take to print `ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the idle-connection test lets its connections sit idle before the second RSS
+/// reading: longer than `tun_forward`'s default `--idle-trim` (2 s).
+const IDLE_SETTLE: Duration = Duration::from_secs(5);
+
 /// Runtime worker threads of the multi-core scaling test.
 const SCALING_WORKERS: [usize; 2] = [1, 2];
 
@@ -823,6 +827,10 @@ fn idle_test(
     result.failed = nums.get(1).copied().unwrap_or(0);
     std::thread::sleep(Duration::from_millis(500));
     result.rss_idle_kib = status_kib(pid, "VmRSS");
+    // Idle connections are idle for minutes in real use; measure again once they have been
+    // idle longer than the forwarder's buffer trim (`--idle-trim`, 2 s by default).
+    std::thread::sleep(IDLE_SETTLE);
+    result.rss_idle_settled_kib = status_kib(pid, "VmRSS");
     // Where the memory of the idle connections is: the relay's mappings, for the logs.
     let smaps = super::target_dir()
         .join("bench/logs")

@@ -273,8 +273,11 @@ pub struct IdleResult {
     pub failed: usize,
     /// RSS before opening them.
     pub rss_before_kib: Option<u64>,
-    /// RSS with them open, before the bulk transfer.
+    /// RSS with them open, 0.5 s after the last one was verified.
     pub rss_idle_kib: Option<u64>,
+    /// RSS with them open after they sat idle for 5 s more (longer than
+    /// `tun_forward`'s default `--idle-trim` of 2 s), before the bulk transfer.
+    pub rss_idle_settled_kib: Option<u64>,
     /// Peak RSS after the bulk transfer.
     pub peak_rss_kib: Option<u64>,
     /// Upload Gbit/s of each run with them open.
@@ -594,15 +597,17 @@ pub fn markdown(results: &Results, subjects: &[Subject]) -> String {
             md,
             "\n## Bulk upload with idle connections open (MTU 1500)\n\n\
              | path | idle connections asked / held / failed | upload Gbit/s with them | \
-             upload Gbit/s without | RSS before | RSS with idle | peak RSS | note |\n\
-             |---|---|---|---|---|---|---|---|\n\
-             | {} | {} / {} / {} | {up} | {base} | {} | {} | {} | {} |",
+             upload Gbit/s without | RSS before | RSS with idle, at once | RSS with idle, \
+             after 5 s | peak RSS | note |\n\
+             |---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} / {} / {} | {up} | {base} | {} | {} | {} | {} | {} |",
             name(subjects, &i.subject),
             i.requested,
             i.held,
             i.failed,
             mib(i.rss_before_kib),
             mib(i.rss_idle_kib),
+            mib(i.rss_idle_settled_kib),
             mib(i.peak_rss_kib),
             cell_text(&i.note)
         );
@@ -685,6 +690,7 @@ pub fn json(results: &Results) -> String {
         json!({
             "subject": i.subject, "requested": i.requested, "held": i.held, "failed": i.failed,
             "rss_before_kib": i.rss_before_kib, "rss_idle_kib": i.rss_idle_kib,
+            "rss_idle_settled_kib": i.rss_idle_settled_kib,
             "peak_rss_kib": i.peak_rss_kib, "gbps": i.gbps, "note": i.note,
         })
     });

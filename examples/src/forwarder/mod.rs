@@ -74,7 +74,7 @@ pub async fn forward<E: Executor>(
     tun.set_complete_checksums(!tun.offload());
     let mut config = args.stack_config(tun.offload());
     if args.runners.is_none() {
-        config = config.tcp_runners(exec.parallelism());
+        config = config.tcp_runners(default_runners(exec.parallelism()));
     }
     let port = exec.start_stack(config);
     let listener = Listener::new(port.core().clone());
@@ -156,4 +156,28 @@ pub async fn forward<E: Executor>(
         tun.offload_drops()
     );
     Ok(exit)
+}
+
+/// Runner groups when `--runners` is not given: half the executor's worker threads, at least
+/// one. The other half serve the relays and their kernel sockets, whose system calls are most
+/// of the forwarder's CPU. Measured on the 2-core bench machine (`cargo xtask bench --no-udp`,
+/// 3 x 5 s, two runs): two groups on two workers lost to one group in MTU 1500 download
+/// (8.8-9.5 against 9.6-11.3 Gbit/s) and MTU 65000 with 8 streams (13.3-15.8 against
+/// 15.8-16.7), and won only MTU 65000 upload (15.1-15.5 against 13.1-13.3).
+fn default_runners(workers: usize) -> usize {
+    (workers / 2).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_runners;
+
+    #[test]
+    fn runner_groups_default_to_half_the_workers_and_at_least_one() {
+        assert_eq!(default_runners(0), 1);
+        assert_eq!(default_runners(1), 1);
+        assert_eq!(default_runners(2), 1);
+        assert_eq!(default_runners(3), 1);
+        assert_eq!(default_runners(8), 4);
+    }
 }
