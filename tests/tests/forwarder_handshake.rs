@@ -396,7 +396,7 @@ fn tun_forward_without_a_per_destination_cap_a_black_hole_stalls_everyone() {
 
 /// Python's `http.server` (listen backlog 5, HTTP/1.0: one connection per request) behind the
 /// forwarder under `wrk`: dialing first, a connection the server's full backlog delays waits
-/// in the client's `connect()`, not in the middle of its request, so wrk sees no timeouts.
+/// in the client's `connect()`, not in the middle of its request.
 /// Returns wrk's output.
 fn wrk_against_http_server(binary: fn() -> PathBuf, extra: &'static [&'static str]) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -462,14 +462,23 @@ fn wrk_figures(out: &str) -> (u64, u64) {
     (requests, timeouts)
 }
 
+/// Timeouts a 5 s `wrk` run may see through a dialing-first forwarder. Not zero: the kernel's
+/// own client gets some against this server with no forwarder at all (by hand, wrk in a
+/// namespace against `127.0.0.1`: 5, 3 and 2 timeouts in three 5 s runs), because a full
+/// accept queue drops the final ACK of a handshake the client already counts as complete, and
+/// the request then waits for the server's SYN-ACK retransmission (1 s, 3 s) — invisible to a
+/// client and to a forwarder alike. Accepting first (`--accept-first`) gets 17, 28 and 28 in
+/// the same test (by hand): each of its clients is accepted while the upstream SYN waits.
+const WRK_TIMEOUTS_THE_KERNEL_GETS: u64 = 5;
+
 #[test]
-fn tun_forward_small_backlog_http_server_under_wrk_gives_no_timeouts() {
+fn tun_forward_small_backlog_http_server_under_wrk_times_out_no_more_than_the_kernel() {
     let _load = exclusive();
     let out = wrk_against_http_server(tun_forward_binary, &[]);
     let (requests, timeouts) = wrk_figures(&out);
     eprintln!("dial first: {requests} requests, {timeouts} timeouts\n{out}");
     assert!(requests > 0, "{out}");
-    assert_eq!(timeouts, 0, "{out}");
+    assert!(timeouts <= WRK_TIMEOUTS_THE_KERNEL_GETS, "{out}");
 }
 
 #[test]

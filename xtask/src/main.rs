@@ -118,6 +118,37 @@ fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// Runs `cargo metadata --format-version 1` with `args` (in `dir`, if given) and returns its
+/// `packages`; `failed` heads the error when cargo fails.
+fn metadata_packages(
+    args: &[&std::ffi::OsStr],
+    dir: Option<&std::path::Path>,
+    failed: &str,
+) -> Result<Vec<serde_json::Value>, String> {
+    let mut command = std::process::Command::new(cargo());
+    command
+        .args(["metadata", "--format-version", "1"])
+        .args(args);
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{failed}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
+    match metadata["packages"].take() {
+        serde_json::Value::Array(packages) => Ok(packages),
+        _ => Err("cargo metadata lists no packages".into()),
+    }
+}
+
 /// Returns the cargo target directory: `$CARGO_TARGET_DIR` (relative to the
 /// workspace root) or the workspace's `target/`.
 fn target_dir() -> PathBuf {

@@ -16,25 +16,14 @@ use std::process::Command;
 /// Packages and verifies every publishable workspace member.
 pub fn run() -> Result<(), String> {
     let root = super::workspace_root();
-    let output = Command::new(super::cargo())
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .current_dir(&root)
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
-    let packages = metadata["packages"]
-        .as_array()
-        .ok_or("cargo metadata lists no packages")?;
+    let packages = super::metadata_packages(
+        &["--no-deps".as_ref()],
+        Some(&root),
+        "cargo metadata failed",
+    )?;
     let mut publishable = Vec::new();
     let mut internal = Vec::new();
-    for package in packages {
+    for package in &packages {
         let name = package["name"]
             .as_str()
             .ok_or("a package without a name")?

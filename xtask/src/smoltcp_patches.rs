@@ -107,22 +107,11 @@ fn fetch_upstream(dir: &Path) -> Result<PathBuf, String> {
         ),
     )?;
     write(&dir.join("lib.rs"), "")?;
-    let output = Command::new(super::cargo())
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(&manifest)
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "cargo could not fetch smoltcp {UPSTREAM_VERSION}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
-    let packages = metadata["packages"]
-        .as_array()
-        .ok_or("cargo metadata lists no packages")?;
+    let packages = super::metadata_packages(
+        &["--manifest-path".as_ref(), manifest.as_os_str()],
+        None,
+        &format!("cargo could not fetch smoltcp {UPSTREAM_VERSION}"),
+    )?;
     let smoltcp = packages
         .iter()
         .find(|p| p["name"] == "smoltcp" && p["version"] == UPSTREAM_VERSION)
