@@ -193,6 +193,20 @@ fn tun_forward_smol_without_offloads_relays_v4_and_v6_at_mtu_1500() {
     );
 }
 
+/// `--threads 2`: the shared async-io executor on two threads with netstack-smol's `Send`
+/// stack, and two runner groups, so that the groups' runners and the relays move between
+/// threads.
+#[test]
+fn tun_forward_smol_on_two_threads_relays_v4_and_v6_at_mtu_1500() {
+    forward_round_trip(
+        tun_forward_smol_binary,
+        1500,
+        16 << 20,
+        &["--threads", "2", "--runners", "2"],
+        Segments::LargerThanMtu,
+    );
+}
+
 #[test]
 fn tun_forward_smol_relays_v4_and_v6_at_mtu_65000() {
     forward_round_trip(tun_forward_smol_binary, 65000, 16 << 20, &[], Segments::Any);

@@ -102,17 +102,21 @@ fn subjects(release: &Path) -> Vec<Subject> {
         key,
         name,
         kind: SubjectKind::Tun(release.join(bin)),
+        args: Vec::new(),
     };
     let baseline = std::env::var_os(BASELINE_ENV).map(|path| Subject {
         key: "netstack-baseline",
         name: "netstack, baseline build (NETSTACK_BENCH_BASELINE)",
         kind: SubjectKind::Tun(PathBuf::from(path)),
+        args: Vec::new(),
     });
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut subjects = vec![
         Subject {
             key: "kernel-relay",
             name: "kernel-terminated relay (ceiling)",
             kind: SubjectKind::KernelRelay(release.join("kernel_relay")),
+            args: Vec::new(),
         },
         tun("netstack", "netstack (tun_forward)", "tun_forward"),
         tun(
@@ -120,6 +124,14 @@ fn subjects(release: &Path) -> Vec<Subject> {
             "netstack, one thread (tun_forward_smol)",
             "tun_forward_smol",
         ),
+        Subject {
+            args: vec!["--threads".into(), cores.to_string()],
+            ..tun(
+                "netstack-smol-threads",
+                "netstack, async-io on every core (tun_forward_smol --threads N)",
+                "tun_forward_smol",
+            )
+        },
         tun(
             "netstack-smoltcp",
             "netstack-smoltcp 0.2.4",
@@ -135,11 +147,13 @@ fn subjects(release: &Path) -> Vec<Subject> {
             key: "tun-floor",
             name: "TUN floor (2 TUN legs, no TCP)",
             kind: SubjectKind::Floor(release.join("tun_floor")),
+            args: Vec::new(),
         },
         Subject {
             key: "loopback",
             name: "kernel loopback (direct)",
             kind: SubjectKind::Loopback,
+            args: Vec::new(),
         },
     ];
     if let Some(baseline) = baseline {
@@ -481,6 +495,7 @@ fn start_tun_subject(
     ]
     .map(String::from)
     .to_vec();
+    args.extend_from_slice(&subject.args);
     args.extend_from_slice(extra);
     let relay = start_ready(sandbox, ns, subject.key, binary, &args)?;
     ip(ns, &["addr", "add", "198.18.0.1/15", "dev", "tun0"])?;

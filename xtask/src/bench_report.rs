@@ -25,6 +25,8 @@ pub struct Subject {
     pub name: &'static str,
     /// How it runs.
     pub kind: SubjectKind,
+    /// Arguments a TUN forwarder gets after `tun_forward`'s common ones.
+    pub args: Vec<String>,
 }
 
 /// The iperf3 test of a cell.
@@ -910,6 +912,7 @@ mod tests {
                 key,
                 name: key,
                 kind: SubjectKind::Loopback,
+                args: Vec::new(),
             })
             .collect()
     }

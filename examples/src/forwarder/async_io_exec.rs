@@ -1,16 +1,19 @@
-//! The forwarder on one thread: a `LocalExecutor` over async-io, the `!Send` stack of
-//! `netstack_smol::local` (an `Rc`, no locking; its runner spawned on the same executor),
-//! async-io's kernel sockets and timer, and [`AsyncIoTun`]. Everything runs on the thread that
-//! drives the executor.
+//! The forwarder over async-io, in two ways: [`AsyncIoLocal`], on one thread (a
+//! `LocalExecutor`, the `!Send` stack of `netstack_smol::local`: an `Rc`, no locking; its runner
+//! spawned on the same executor; everything runs on the thread that drives the executor), and
+//! [`AsyncIoThreads`], on several (an `async_executor::Executor` that each of them runs, the
+//! `Send` stack of `netstack_smol` with one runner per runner group). Both use async-io's kernel
+//! sockets and timer, and [`AsyncIoTun`].
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use async_executor::LocalExecutor;
+use async_executor::{Executor as ThreadsExecutor, LocalExecutor};
 use async_io::{Async, Timer};
 use netstack_core::{Config, PacketPort};
 
@@ -64,9 +67,7 @@ impl Executor for AsyncIoLocal {
     }
 
     async fn connect(to: SocketAddr) -> io::Result<Async<TcpStream>> {
-        let stream = Async::<TcpStream>::connect(to).await?;
-        stream.get_ref().set_nodelay(true)?;
-        Ok(stream)
+        connect_nodelay(to).await
     }
 
     fn datagram(socket: UdpSocket) -> io::Result<Async<UdpSocket>> {
@@ -76,6 +77,78 @@ impl Executor for AsyncIoLocal {
     fn sleep_until(deadline: Instant) -> Timer {
         Timer::at(deadline)
     }
+}
+
+/// An async-io executor that several threads run (each `async_io::block_on(ex.run(..))`),
+/// with the `Send` stack: connections of different runner groups are served on different
+/// threads, as on tokio's multi-thread runtime.
+#[derive(Clone)]
+pub struct AsyncIoThreads {
+    ex: Arc<ThreadsExecutor<'static>>,
+    threads: usize,
+}
+
+impl AsyncIoThreads {
+    /// The forwarder's executor over `ex`, which `threads` threads run.
+    pub fn new(ex: Arc<ThreadsExecutor<'static>>, threads: usize) -> Self {
+        AsyncIoThreads { ex, threads }
+    }
+}
+
+impl std::fmt::Debug for AsyncIoThreads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncIoThreads")
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor for AsyncIoThreads {
+    type Ptr = netstack_smol::StackPtr;
+    type Tun = AsyncIoTun;
+    type TcpStream = Async<TcpStream>;
+    type Datagram = Async<UdpSocket>;
+    type Sleep = Timer;
+
+    fn start_stack(&self, config: Config) -> PacketPort<Self::Ptr, io::Error> {
+        // One runner per runner group, so that the executor's threads serve groups in parallel.
+        let (port, runners, _listener) = netstack_smol::StackBuilder::new(config).build_runners();
+        for runner in runners {
+            self.ex.spawn(runner).detach();
+        }
+        port
+    }
+
+    fn spawn(&self, task: Task<Self>) {
+        self.ex.spawn(task.run()).detach();
+    }
+
+    fn parallelism(&self) -> usize {
+        self.threads
+    }
+
+    fn open_tun(device: Device) -> io::Result<AsyncIoTun> {
+        AsyncIoTun::new(device)
+    }
+
+    async fn connect(to: SocketAddr) -> io::Result<Async<TcpStream>> {
+        connect_nodelay(to).await
+    }
+
+    fn datagram(socket: UdpSocket) -> io::Result<Async<UdpSocket>> {
+        Async::new(socket)
+    }
+
+    fn sleep_until(deadline: Instant) -> Timer {
+        Timer::at(deadline)
+    }
+}
+
+/// A kernel TCP connection to `to` with `TCP_NODELAY`, registered with async-io's reactor.
+async fn connect_nodelay(to: SocketAddr) -> io::Result<Async<TcpStream>> {
+    let stream = Async::<TcpStream>::connect(to).await?;
+    stream.get_ref().set_nodelay(true)?;
+    Ok(stream)
 }
 
 impl TunDevice for AsyncIoTun {
