@@ -45,7 +45,8 @@ pub struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Only run these subjects (comma-separated keys: netstack, netstack-smol,
-    /// netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor, loopback; and
+    /// netstack-smol-threads, netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor,
+    /// loopback; and
     /// netstack-baseline, another build of tun_forward named by $NETSTACK_BENCH_BASELINE).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
