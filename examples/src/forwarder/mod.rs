@@ -160,10 +160,12 @@ pub async fn forward<E: Executor>(
 
 /// Runner groups when `--runners` is not given: half the executor's worker threads, at least
 /// one. The other half serve the relays and their kernel sockets, whose system calls are most
-/// of the forwarder's CPU. Measured on the 2-core bench machine (`cargo xtask bench --no-udp`,
-/// 3 x 5 s, two runs): two groups on two workers lost to one group in MTU 1500 download
-/// (8.8-9.5 against 9.6-11.3 Gbit/s) and MTU 65000 with 8 streams (13.3-15.8 against
-/// 15.8-16.7), and won only MTU 65000 upload (15.1-15.5 against 13.1-13.3).
+/// of the forwarder's CPU. Measured on the 2-core bench machine, two runs of
+/// `NETSTACK_BENCH_BASELINE=<script: tun_forward --runners 1> cargo xtask bench --only
+/// netstack,netstack-baseline --no-udp --no-conn-tests --no-scaling --runs 3 --seconds 5`
+/// (BENCHMARKS.md, "Before and after"): two groups on two workers lost to one group in MTU
+/// 1500 download (8.8-9.5 against 9.6-11.3 Gbit/s) and MTU 65000 with 8 streams (13.3-15.8
+/// against 15.8-16.7), and won only MTU 65000 upload (15.1-15.5 against 13.1-13.3).
 fn default_runners(workers: usize) -> usize {
     (workers / 2).max(1)
 }
