@@ -13,7 +13,8 @@
 //! * `kernel_relay`: the same relay glue on a kernel listening socket (the ceiling), TCP and,
 //!   with `--udp`, UDP;
 //! * `tun_floor`: copies packets between two TUN devices, no TCP termination (the floor);
-//! * `connload`: an echo server and clients for the connection-rate and idle-connection tests;
+//! * `connload`: an echo server and clients for the connection-rate, reconnect-storm and
+//!   idle-connection tests;
 //! * `udpload`: a UDP echo server, a request/response latency client and a DNS query load.
 //!
 //! `bench/gvisor/main.go` (not part of this crate) is the gVisor-netstack subject, built by

@@ -6,7 +6,8 @@
 //! subject terminates TCP and relays (same glue for every subject) to the `iperf3` server on
 //! `127.0.0.1:5201` in the same namespace. References: the same relay on a kernel socket (the
 //! ceiling), a packet copier between two TUN devices in two namespaces (the floor) and kernel
-//! loopback. The same paths carry UDP (iperf3 `-u`), and UDP request/response tests
+//! loopback. Connection tests (setup rate, a reconnect storm of 256 flows, idle connections)
+//! relay to an echo server the same way. The same paths carry UDP (iperf3 `-u`), and UDP request/response tests
 //! (`bench_udp.rs`) measure echo round trips and DNS queries to dnsmasq through each subject.
 //! One subject, a forwarder on gVisor's netstack, is written in Go (`bench_go.rs` builds it).
 //! See `BENCHMARKS.md`.
@@ -24,7 +25,7 @@ use crate::bench_env::{
     run_output, status_kib, Sandbox, INTERRUPTED,
 };
 use crate::bench_report::{
-    self, Cell, Direction, IdleResult, RateResult, Results, Subject, SubjectKind,
+    self, Cell, Direction, IdleResult, RateResult, Results, StormResult, Subject, SubjectKind,
 };
 
 #[path = "bench_go.rs"]
@@ -57,9 +58,15 @@ pub struct BenchArgs {
     /// `--max-connections`, else 4000, under the stack's default cap of 4096).
     #[arg(long)]
     idle: Option<usize>,
-    /// Skip the connection-rate and idle-connection tests.
+    /// Skip the connection tests (connection rate, reconnect storm, idle connections).
     #[arg(long)]
     no_conn_tests: bool,
+    /// Skip the reconnect storm (256 flows reconnecting in a loop, 64 KiB echoed each).
+    #[arg(long)]
+    no_storm: bool,
+    /// Skip the idle-connection test (its 10,000 connections take a while to open).
+    #[arg(long)]
+    no_idle: bool,
     /// Skip the multi-core scaling test (netstack, 8 streams, 1 and 2 runtime worker
     /// threads).
     #[arg(long)]
@@ -89,6 +96,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the idle-connection test lets its connections sit idle before the second RSS
 /// reading: longer than `tun_forward`'s default `--idle-trim` (2 s).
 const IDLE_SETTLE: Duration = Duration::from_secs(5);
+
+/// Concurrent flows of the reconnect storm (issue 13: "a storm of 256 reconnecting flows stays
+/// ≤ 64 MiB").
+const STORM_FLOWS: usize = 256;
+/// Bytes each storm connection writes and reads back: enough to fill a relay's buffers.
+const STORM_BYTES: usize = 64 << 10;
 
 /// Runtime worker threads of the multi-core scaling test.
 const SCALING_WORKERS: [usize; 2] = [1, 2];
@@ -333,7 +346,36 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
                 results.rates.push(r);
             }
         }
-        if let Some(subject) = selected.iter().find(|s| s.key == "netstack") {
+        if !args.no_storm {
+            let storm_seconds = if args.quick { 2.0 } else { 10.0 };
+            for subject in &selected {
+                if matches!(subject.kind, SubjectKind::Floor(_) | SubjectKind::Loopback) {
+                    continue;
+                }
+                check_interrupted()?;
+                eprintln!(
+                    "==> {} | reconnect storm, {STORM_FLOWS} flows x {} KiB, {storm_seconds} s",
+                    subject.name,
+                    STORM_BYTES >> 10
+                );
+                let r = storm_test(&mut sandbox, subject, storm_seconds, &release).unwrap_or_else(
+                    |e| StormResult {
+                        subject: subject.key.to_string(),
+                        flows: STORM_FLOWS,
+                        bytes: STORM_BYTES,
+                        note: e,
+                        ..StormResult::default()
+                    },
+                );
+                sandbox.clear();
+                eprintln!("    {r:?}");
+                results.storms.push(r);
+            }
+        }
+        if let Some(subject) = selected
+            .iter()
+            .find(|s| s.key == "netstack" && !args.no_idle)
+        {
             check_interrupted()?;
             eprintln!(
                 "==> {} | {idle} idle connections + bulk upload",
@@ -775,14 +817,7 @@ fn connection_rate(
     let limit = Duration::from_secs_f64(seconds + 30.0);
     let binary = release.join("connload");
     let (_ok, out, err) = exec_in_bounded(&ns, &binary.to_string_lossy(), &args, limit)?;
-    let field = |name: &str| {
-        out.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    let (Some(ok), Some(errors), Some(secs)) =
-        (field("connections"), field("errors"), field("seconds"))
-    else {
+    let Some((ok, errors, secs)) = load_counts(&out) else {
         return Err(format!("connload rate: unexpected output {out:?} {err}"));
     };
     let rss = status_kib(sandbox.proc(relay).pid(), "VmHWM");
@@ -794,6 +829,70 @@ fn connection_rate(
         note: rss
             .map(|k| format!("peak RSS {:.1} MiB", k as f64 / 1024.0))
             .unwrap_or_default(),
+    })
+}
+
+/// `connload`'s `connections=N errors=E seconds=S` line as (N, E, S).
+fn load_counts(out: &str) -> Option<(f64, f64, f64)> {
+    let field = |name: &str| {
+        out.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    Some((field("connections")?, field("errors")?, field("seconds")?))
+}
+
+/// A reconnect storm through `subject` (MTU 1500): [`STORM_FLOWS`] flows, each connecting,
+/// echoing [`STORM_BYTES`] and closing in a loop for `seconds`; the relay's peak RSS (the
+/// memory that per-connection buffers, freed and taken again, leave behind) and RSS at the end.
+fn storm_test(
+    sandbox: &mut Sandbox,
+    subject: &Subject,
+    seconds: f64,
+    release: &Path,
+) -> Result<StormResult, String> {
+    let (ns, base, port, relay) = setup_echo(sandbox, subject, release, &[])?;
+    let args = [
+        "storm".to_string(),
+        "--base".into(),
+        base.into(),
+        "--port".into(),
+        port.to_string(),
+        "--seconds".into(),
+        seconds.to_string(),
+        "--flows".into(),
+        STORM_FLOWS.to_string(),
+        "--bytes".into(),
+        STORM_BYTES.to_string(),
+    ];
+    // The connections under way at the end may take connload's exchange timeout (13 s).
+    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let binary = release.join("connload");
+    let (_ok, out, err) = exec_in_bounded(&ns, &binary.to_string_lossy(), &args, limit)?;
+    let Some((ok, errors, secs)) = load_counts(&out) else {
+        return Err(format!("connload storm: unexpected output {out:?} {err}"));
+    };
+    let pid = sandbox.proc(relay).pid();
+    let peak_rss_kib = status_kib(pid, "VmHWM");
+    let mut note = match peak_rss_kib {
+        Some(_) => String::new(),
+        None => "the relay process exited during the test".into(),
+    };
+    if errors > 0.0 {
+        if let Some(first) = err.lines().find_map(|l| l.strip_prefix("first error: ")) {
+            note = format!("first error: {first}");
+        }
+    }
+    Ok(StormResult {
+        subject: subject.key.to_string(),
+        flows: STORM_FLOWS,
+        bytes: STORM_BYTES,
+        seconds: secs,
+        connections: Some(ok as u64),
+        errors: errors as u64,
+        peak_rss_kib,
+        end_rss_kib: status_kib(pid, "VmRSS"),
+        note,
     })
 }
 

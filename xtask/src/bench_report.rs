@@ -217,6 +217,42 @@ pub struct RateResult {
     pub note: String,
 }
 
+/// Reconnect-storm result (`connload storm`): flows that connect, echo `bytes` and close in a
+/// loop.
+#[derive(Debug, Default)]
+pub struct StormResult {
+    /// Subject key.
+    pub subject: String,
+    /// Concurrent flows.
+    pub flows: usize,
+    /// Bytes each connection wrote and read back.
+    pub bytes: usize,
+    /// How long the storm ran, until its last connection ended.
+    pub seconds: f64,
+    /// Connections echoed completely (none if the storm could not run).
+    pub connections: Option<u64>,
+    /// Failed attempts (connect, echo, timeouts).
+    pub errors: u64,
+    /// Peak RSS (VmHWM) of the relay process after the storm.
+    pub peak_rss_kib: Option<u64>,
+    /// RSS (VmRSS) of the relay process when the storm ended.
+    pub end_rss_kib: Option<u64>,
+    /// Remark or failure.
+    pub note: String,
+}
+
+impl StormResult {
+    /// Completed connections per second.
+    pub fn per_second(&self) -> Option<f64> {
+        self.connections
+            .filter(|_| self.seconds > 0.0)
+            .map(|n| n as f64 / self.seconds)
+    }
+}
+
+/// Issue 13's bound on `tun_forward`'s peak RSS in the reconnect storm: 64 MiB.
+const STORM_PEAK_RSS_TARGET_KIB: u64 = 64 << 10;
+
 /// Round trips of one datagram through a subject to a UDP echo server (`udpload latency`).
 #[derive(Debug, Default, Clone)]
 pub struct LatencyStats {
@@ -307,6 +343,8 @@ pub struct Results {
     pub cells: Vec<Cell>,
     /// Connection-rate results.
     pub rates: Vec<RateResult>,
+    /// Reconnect-storm results.
+    pub storms: Vec<StormResult>,
     /// Idle-connection result.
     pub idle: Option<IdleResult>,
     /// Multi-core scaling: (runtime worker threads, 8-stream cell of netstack).
@@ -556,6 +594,56 @@ fn tcp_markdown(md: &mut String, results: &Results, subjects: &[Subject]) {
     }
 }
 
+/// The reconnect-storm table and whether `tun_forward` stayed within issue 13's bound.
+fn storm_markdown(md: &mut String, results: &Results, subjects: &[Subject]) {
+    let Some(first) = results.storms.first() else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "\n## Reconnect storm: {} flows (each in a loop: connect, echo {} KiB, close; MTU 1500)\n\n\
+         | path | connections/s | failed attempts | peak RSS | RSS at the end | note |\n\
+         |---|---|---|---|---|---|",
+        first.flows,
+        first.bytes >> 10
+    );
+    for r in &results.storms {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} |",
+            name(subjects, &r.subject),
+            r.per_second()
+                .map(|v| format!("{v:.0}"))
+                .unwrap_or_else(|| "failed".into()),
+            r.errors,
+            mib(r.peak_rss_kib),
+            mib(r.end_rss_kib),
+            cell_text(&r.note)
+        );
+    }
+    let verdict = match results.storms.iter().find(|r| r.subject == "netstack") {
+        Some(StormResult {
+            peak_rss_kib: Some(peak),
+            connections: Some(_),
+            ..
+        }) => {
+            let met = *peak <= STORM_PEAK_RSS_TARGET_KIB;
+            format!(
+                "**{}** ({} peak)",
+                if met { "met" } else { "missed" },
+                mib(Some(*peak))
+            )
+        }
+        Some(_) => "not measured (the storm failed)".into(),
+        None => "not measured (netstack not selected)".into(),
+    };
+    let _ = writeln!(
+        md,
+        "\nTarget (issue 13): `tun_forward`'s peak RSS in the storm ≤ {}: {verdict}.",
+        mib(Some(STORM_PEAK_RSS_TARGET_KIB))
+    );
+}
+
 /// The Markdown report.
 pub fn markdown(results: &Results, subjects: &[Subject]) -> String {
     let mut md = String::new();
@@ -585,6 +673,8 @@ pub fn markdown(results: &Results, subjects: &[Subject]) -> String {
             );
         }
     }
+
+    storm_markdown(&mut md, results, subjects);
 
     if let Some(i) = &results.idle {
         let up = stats(&i.gbps)
@@ -688,6 +778,18 @@ pub fn json(results: &Results) -> String {
             })
         })
         .collect();
+    let storms: Vec<_> = results
+        .storms
+        .iter()
+        .map(|r| {
+            json!({
+                "subject": r.subject, "flows": r.flows, "bytes": r.bytes, "seconds": r.seconds,
+                "connections": r.connections, "per_second": r.per_second(), "errors": r.errors,
+                "peak_rss_kib": r.peak_rss_kib, "end_rss_kib": r.end_rss_kib,
+                "peak_rss_target_kib": STORM_PEAK_RSS_TARGET_KIB, "note": r.note,
+            })
+        })
+        .collect();
     let idle = results.idle.as_ref().map(|i| {
         json!({
             "subject": i.subject, "requested": i.requested, "held": i.held, "failed": i.failed,
@@ -732,7 +834,7 @@ pub fn json(results: &Results) -> String {
     let doc = json!({
         "machine": results.machine, "command": results.command,
         "seconds": results.seconds, "runs": results.runs,
-        "cells": cells, "connection_rate": rates, "idle": idle, "scaling": scaling,
+        "cells": cells, "connection_rate": rates, "reconnect_storm": storms, "idle": idle, "scaling": scaling,
         "udp_services": udp_services, "skipped": skipped,
     });
     serde_json::to_string_pretty(&doc).unwrap_or_default()
@@ -980,6 +1082,47 @@ mod tests {
         assert!(svg.contains("paced at 300M"), "{svg}");
         assert!(!svg.contains("TCP relay throughput"), "{svg}");
         assert!(svg.contains("netstack: 0.50 Gbit/s, 12.5 % lost"), "{svg}");
+    }
+
+    fn storm(subject: &str, peak_mib: u64) -> StormResult {
+        StormResult {
+            subject: subject.into(),
+            flows: 256,
+            bytes: 64 << 10,
+            seconds: 2.0,
+            connections: Some(3000),
+            errors: 0,
+            peak_rss_kib: Some(peak_mib << 10),
+            end_rss_kib: Some(8 << 10),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn storm_table_says_whether_tun_forward_met_the_rss_target() {
+        let met = Results {
+            storms: vec![storm("kernel-relay", 100), storm("netstack", 20)],
+            ..Results::default()
+        };
+        let md = markdown(&met, &subjects());
+        assert!(md.contains("## Reconnect storm: 256 flows"), "{md}");
+        assert!(
+            md.contains("| netstack | 1500 | 0 | 20.0 MiB | 8.0 MiB |  |"),
+            "{md}"
+        );
+        assert!(md.contains("≤ 64.0 MiB: **met** (20.0 MiB peak)"), "{md}");
+        assert!(json(&met).contains("\"per_second\": 1500.0"));
+
+        let missed = Results {
+            storms: vec![storm("netstack", 65)],
+            ..Results::default()
+        };
+        assert!(markdown(&missed, &subjects()).contains("**missed** (65.0 MiB peak)"));
+        let absent = Results {
+            storms: vec![storm("kernel-relay", 10)],
+            ..Results::default()
+        };
+        assert!(markdown(&absent, &subjects()).contains("not measured (netstack not selected)"));
     }
 
     #[test]
