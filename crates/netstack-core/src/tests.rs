@@ -471,3 +471,104 @@ fn a_failed_handshake_of_an_accepted_request_wakes_its_waiter() {
         assert_eq!(stack.stats().tcp.syn_received, 0, "{}", stack.stats());
     }
 }
+
+#[test]
+fn lent_reads_and_writes_move_bytes_in_place_and_leave_the_waker_registered() {
+    // A 4 KiB ring each way, so the lent slices wrap.
+    let config = Config::default().tcp_rx_buffer(4096).tcp_tx_buffer(4096);
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut noop = Context::from_waker(Waker::noop());
+    let (counter, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let wakes = || counter.0.load(core::sync::atomic::Ordering::SeqCst);
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 7);
+    let h = peer.connect(40010, target, 65536);
+    settle(&stack, &mut peer, &mut noop);
+    let conn = match accept(&stack, &mut noop) {
+        Poll::Ready(c) => c,
+        Poll::Pending => panic!("no connection"),
+    };
+    let pattern = |from: usize, len: usize| -> Vec<u8> {
+        (from..from + len).map(|i| (i % 251) as u8).collect()
+    };
+
+    // Nothing queued: Pending, the closure is not called, and arriving data wakes us.
+    let r = conn.poll_read_with(&mut cx, |_| panic!("called with nothing to read"));
+    assert!(r.is_pending());
+    peer.socket(h).send_slice(&pattern(0, 3000)).unwrap();
+    settle(&stack, &mut peer, &mut noop);
+    assert_eq!(wakes(), 1, "data woke the reader");
+
+    // A closure that takes less than it is lent stops the call there.
+    let mut got = Vec::new();
+    let r = conn.poll_read_with(&mut cx, |data| {
+        let n = data.len().min(1000);
+        got.extend_from_slice(&data[..n]);
+        n
+    });
+    assert_eq!(r, Poll::Ready(Ok(Some(1000))));
+    // Taking everything drains the ring and leaves the waker registered: more data wakes us
+    // with no further call.
+    let r = conn.poll_read_with(&mut cx, |data| {
+        got.extend_from_slice(data);
+        data.len()
+    });
+    assert_eq!(r, Poll::Ready(Ok(Some(2000))));
+    assert_eq!(got, pattern(0, 3000));
+    peer.socket(h).send_slice(&pattern(3000, 3000)).unwrap();
+    settle(&stack, &mut peer, &mut noop);
+    assert_eq!(wakes(), 2, "the drained read left the waker registered");
+    // The new bytes wrap around the 4 KiB ring: two slices, in order, in one call.
+    let mut slices = Vec::new();
+    let mut got = Vec::new();
+    let r = conn.poll_read_with(&mut cx, |data| {
+        slices.push(data.len());
+        got.extend_from_slice(data);
+        data.len() + 99 // more than the slice counts as all of it
+    });
+    assert_eq!(r, Poll::Ready(Ok(Some(3000))));
+    assert_eq!(slices.len(), 2, "the ring wrapped: {slices:?}");
+    assert_eq!(got, pattern(3000, 3000));
+
+    // Data and FIN together: the drained read wakes at once, the next one is end of stream.
+    peer.socket(h).send_slice(b"end").unwrap();
+    peer.socket(h).close();
+    settle(&stack, &mut peer, &mut noop);
+    let before = wakes();
+    let r = conn.poll_read_with(&mut cx, |data| data.len());
+    assert_eq!(r, Poll::Ready(Ok(Some(3))));
+    assert_eq!(
+        wakes(),
+        before + 1,
+        "the FIN behind the data is reported by a wake"
+    );
+    let r = conn.poll_read_with(&mut cx, |_| panic!("called at end of stream"));
+    assert_eq!(r, Poll::Ready(Ok(None)));
+
+    // Writes: the closure fills the free space in place; filling it all leaves the waker
+    // registered, and the peer's ACKs wake us for room.
+    let mut written = 0;
+    let r = conn.poll_write_with(&mut cx, |free| {
+        free.copy_from_slice(&pattern(written, free.len()));
+        written += free.len();
+        free.len()
+    });
+    assert_eq!(r, Poll::Ready(Ok(4096)));
+    let r = conn.poll_write_with(&mut cx, |_| panic!("called with a full buffer"));
+    assert!(r.is_pending());
+    let before = wakes();
+    settle(&stack, &mut peer, &mut noop);
+    assert!(wakes() > before, "room woke the writer");
+    let r = conn.poll_write_with(&mut cx, |free| {
+        free[..10].copy_from_slice(&pattern(4096, 10));
+        10
+    });
+    assert_eq!(
+        r,
+        Poll::Ready(Ok(10)),
+        "a closure that fills less stops the call"
+    );
+    settle(&stack, &mut peer, &mut noop);
+    assert_eq!(peer.read_all(h), pattern(0, 4106));
+}

@@ -7,7 +7,11 @@
 //!
 //! Reads copy once, straight from the socket buffer into the caller's buffer — initialised
 //! ([`TcpStream::poll_read`]) or not ([`TcpStream::poll_read_uninit`]) — and writes copy once
-//! into the send buffer. No application code runs under the lock.
+//! into the send buffer. A relay can skip its own buffer altogether:
+//! [`TcpStream::poll_read_with`] lends the receive buffer's bytes in place and
+//! [`TcpStream::poll_write_with`] the send buffer's free space, so bytes move between a
+//! kernel socket and the stack with the kernel's copy only. Only those two run caller code
+//! under the lock.
 
 use core::fmt;
 use core::future::poll_fn;
@@ -97,7 +101,9 @@ impl<P: StackPtr> TcpStream<P> {
         self.poll_read_into(cx, buf.len(), &mut |data| {
             buf[filled..filled + data.len()].copy_from_slice(data);
             filled += data.len();
+            data.len()
         })
+        .map_ok(|n| n.unwrap_or(0))
     }
 
     /// Like [`poll_read`](Self::poll_read), into memory that need not be initialised (a
@@ -117,21 +123,50 @@ impl<P: StackPtr> TcpStream<P> {
                 slot.write(byte);
             }
             filled += data.len();
+            data.len()
         })
+        .map_ok(|n| n.unwrap_or(0))
     }
 
-    /// Copies up to `max` received bytes out with `copy` (our own closures only: it runs under
-    /// the lock).
+    /// Reads received bytes by lending them, in place, to `f`: the copy-free read for a relay
+    /// that hands them straight to another sink (a kernel socket's `write`, a hasher). `f` is
+    /// called with contiguous slices of the receive buffer (at most two per call on a full
+    /// ring), in order, until it takes less than its slice or the buffer is empty; it returns
+    /// how many bytes of its slice it took (more than the slice counts as all of it).
+    ///
+    /// - `Ready(Ok(Some(n)))`: `f` took `n` bytes (0 if it took nothing).
+    /// - `Ready(Ok(None))`: end of stream (the peer sent FIN and everything was read); `f` is
+    ///   not called.
+    /// - `Pending`: nothing to read; the waker is registered.
+    ///
+    /// When `f` takes everything it is lent, the receive buffer is empty and the waker is
+    /// registered as for `Pending` (woken at once if the FIN is already here): the caller may
+    /// return `Pending` without asking again, so a relay takes the stack lock once per wake.
+    ///
+    /// `f` runs under the stack's lock, like a `RefCell` borrow: it must not block and must not
+    /// call into the same stack (that deadlocks the `Send` flavour and panics the local one).
+    ///
+    /// # Errors
+    /// As [`Self::poll_read`].
+    pub fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&[u8]) -> usize,
+    ) -> Poll<Result<Option<usize>, TcpError>> {
+        self.poll_read_into(cx, usize::MAX, &mut f)
+    }
+
+    /// Hands up to `max` received bytes to `sink` (see `TcpTable::poll_read_with`).
     fn poll_read_into(
         &self,
         cx: &mut Context<'_>,
         max: usize,
-        copy: &mut dyn FnMut(&[u8]),
-    ) -> Poll<Result<usize, TcpError>> {
+        sink: &mut dyn FnMut(&[u8]) -> usize,
+    ) -> Poll<Result<Option<usize>, TcpError>> {
         let id = self.id;
         self.stack.with_connection(id, |table, sockets, _| {
             let mut window_update = false;
-            let r = table.poll_read_with(id, cx, max, copy, sockets, &mut window_update);
+            let r = table.poll_read_with(id, cx, max, sink, sockets, &mut window_update);
             (r, window_update)
         })
     }
@@ -165,9 +200,50 @@ impl<P: StackPtr> TcpStream<P> {
     /// `BrokenPipe` after [`Self::shutdown_write`] or once the connection closed,
     /// `ConnectionReset` after a peer RST, `ConnectionAborted` after [`Self::abort`].
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, TcpError>> {
+        let mut copied = 0;
+        self.poll_write_into(cx, buf.len(), &mut |free| {
+            free.copy_from_slice(&buf[copied..copied + free.len()]);
+            copied += free.len();
+            free.len()
+        })
+    }
+
+    /// Writes by lending the free part of the send buffer to `f`, which fills it in place:
+    /// the copy-free write for a relay whose bytes come from another source (a kernel
+    /// socket's `read`). `f` is called with contiguous free slices (at most two per call), in
+    /// order, until it fills less than its slice or the buffer is full; it writes into the
+    /// slice's start and returns how many bytes it wrote (more than the slice counts as all
+    /// of it). The slices hold old bytes, not zeros.
+    ///
+    /// - `Ready(Ok(n))`: `f` wrote `n` bytes (0 if it wrote nothing).
+    /// - `Pending`: the send buffer is full; the waker is registered.
+    ///
+    /// When `f` fills everything it is lent, the buffer is full and the waker is registered
+    /// as for `Pending`: the caller may return `Pending` without asking again.
+    ///
+    /// `f` runs under the stack's lock, with the rules of [`Self::poll_read_with`].
+    ///
+    /// # Errors
+    /// As [`Self::poll_write`].
+    pub fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut f: impl FnMut(&mut [u8]) -> usize,
+    ) -> Poll<Result<usize, TcpError>> {
+        self.poll_write_into(cx, usize::MAX, &mut f)
+    }
+
+    /// Fills up to `max` bytes of the send buffer with `source` (see
+    /// `TcpTable::poll_write_with`).
+    fn poll_write_into(
+        &self,
+        cx: &mut Context<'_>,
+        max: usize,
+        source: &mut dyn FnMut(&mut [u8]) -> usize,
+    ) -> Poll<Result<usize, TcpError>> {
         let id = self.id;
         self.stack.with_connection(id, |table, sockets, _| {
-            let r = table.poll_write(id, cx, buf, sockets);
+            let r = table.poll_write_with(id, cx, max, source, sockets);
             let sent = matches!(r, Poll::Ready(Ok(n)) if n > 0);
             (r, sent)
         })
@@ -282,6 +358,18 @@ impl<P: StackPtr> TcpReadHalf<P> {
         self.stream.poll_read_uninit(cx, buf)
     }
 
+    /// See [`TcpStream::poll_read_with`].
+    ///
+    /// # Errors
+    /// As there.
+    pub fn poll_read_with(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnMut(&[u8]) -> usize,
+    ) -> Poll<Result<Option<usize>, TcpError>> {
+        self.stream.poll_read_with(cx, f)
+    }
+
     /// See [`TcpStream::poll_read_ready`].
     ///
     /// # Errors
@@ -329,6 +417,18 @@ impl<P: StackPtr> TcpWriteHalf<P> {
     /// As there.
     pub fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, TcpError>> {
         self.stream.poll_write(cx, buf)
+    }
+
+    /// See [`TcpStream::poll_write_with`].
+    ///
+    /// # Errors
+    /// As there.
+    pub fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        f: impl FnMut(&mut [u8]) -> usize,
+    ) -> Poll<Result<usize, TcpError>> {
+        self.stream.poll_write_with(cx, f)
     }
 
     /// See [`TcpStream::shutdown_write`].

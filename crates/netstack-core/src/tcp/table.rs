@@ -591,58 +591,78 @@ impl TcpTable {
         Ok((conn, socket))
     }
 
-    /// Reads up to `max` bytes, handing them to `sink` as one or two contiguous slices (the
-    /// socket buffer is a ring). `Ok(0)` means the peer finished sending (or `max` is 0).
-    /// Sets `window_update` when the read opened the receive window enough that smoltcp will
-    /// advertise it, so the runner must run.
+    /// Lends the received bytes to `sink`, a contiguous slice at a time (the socket buffer is
+    /// a ring), until `sink` takes nothing more, `max` bytes were taken or the buffer is
+    /// empty; `sink` returns how many bytes of its slice it took. `Ok(None)` means the peer
+    /// finished sending and everything was read (or `max` is 0); `Pending` (waker registered)
+    /// that nothing is queued. When the buffer was drained, the waker is registered too (and
+    /// woken at once if a FIN or an error is already there), so a caller that saw `sink` take
+    /// everything may wait without asking again. Sets `window_update` when the read opened
+    /// the receive window enough that smoltcp will advertise it, so the runner must run.
     pub(crate) fn poll_read_with(
         &mut self,
         id: ConnId,
         cx: &mut Context<'_>,
         max: usize,
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut dyn FnMut(&[u8]) -> usize,
         sockets: &mut SocketSet<'static>,
         window_update: &mut bool,
-    ) -> Poll<Result<usize, TcpError>> {
+    ) -> Poll<Result<Option<usize>, TcpError>> {
         let (conn, socket) = match self.open_socket(id, sockets) {
             Ok(x) => x,
             Err(e) => return Poll::Ready(Err(e)),
         };
         if max == 0 {
-            return Poll::Ready(Ok(0));
+            return Poll::Ready(Ok(None));
         }
         let queued = socket.recv_queue();
         let mut read = 0;
-        // At most two slices: up to the end of the ring, then from its start.
-        for _ in 0..2 {
-            let chunk = socket.recv(|data| {
-                let n = data.len().min(max - read);
-                sink(&data[..n]);
-                (n, n)
-            });
-            match chunk {
-                Ok(0) => break,
-                Ok(n) => read += n,
-                Err(RecvError::Finished) if read == 0 => return Poll::Ready(Ok(0)),
-                Err(RecvError::Finished) => break,
-                Err(RecvError::InvalidState) if read == 0 => {
-                    return Poll::Ready(Err(TcpError::ConnectionReset))
+        loop {
+            if socket.recv_queue() == 0 {
+                if read == 0 && !socket.may_recv() {
+                    // Nothing left to read and nothing more coming: the FIN, or a failure.
+                    return Poll::Ready(match socket.recv(|_| (0, ())) {
+                        Err(RecvError::InvalidState) => Err(TcpError::ConnectionReset),
+                        _ => Ok(None),
+                    });
                 }
-                Err(RecvError::InvalidState) => break,
-            }
-            if read == max {
                 break;
             }
+            let chunk = socket.recv(|data| {
+                let offered = data.len().min(max - read);
+                let n = sink(&data[..offered]).min(offered);
+                (n, (n, offered))
+            });
+            match chunk {
+                Ok((n, offered)) => {
+                    read += n;
+                    if n < offered || read == max {
+                        break;
+                    }
+                }
+                // Unreachable with bytes queued (smoltcp lets queued bytes be read in any
+                // state); stop rather than guess.
+                Err(_) => break,
+            }
         }
-        if read == 0 {
-            conn.read.register(cx.waker());
-            return Poll::Pending;
+        if socket.recv_queue() == 0 {
+            if socket.may_recv() {
+                conn.read.register(cx.waker());
+            } else {
+                // The FIN (or the failure) is already here: the next read reports it.
+                cx.waker().wake_by_ref();
+            }
+            if read == 0 {
+                return Poll::Pending;
+            }
         }
-        conn.touched = true;
+        if read > 0 {
+            conn.touched = true;
+        }
         // smoltcp sends a window update once the window at least doubles, which can only
         // happen if the last advertised window was at most half the buffer.
-        *window_update = queued * 2 >= socket.recv_capacity();
-        Poll::Ready(Ok(read))
+        *window_update = read > 0 && queued * 2 >= socket.recv_capacity();
+        Poll::Ready(Ok(Some(read)))
     }
 
     /// Ready once a read would not wait: data is queued, the peer finished sending, or the
@@ -665,12 +685,18 @@ impl TcpTable {
         Poll::Pending
     }
 
-    /// Writes from `buf` into the send buffer.
-    pub(crate) fn poll_write(
+    /// Lends the free part of the send buffer to `source`, a contiguous slice at a time, until
+    /// `source` fills less than it was lent, `max` bytes were written or the buffer is full;
+    /// `source` writes into its slice and returns how many bytes it wrote. `Pending` (waker
+    /// registered) when the buffer is full. When `source` filled the buffer, the waker is
+    /// registered too, so a caller that saw `source` fill everything may wait without asking
+    /// again.
+    pub(crate) fn poll_write_with(
         &mut self,
         id: ConnId,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        max: usize,
+        source: &mut dyn FnMut(&mut [u8]) -> usize,
         sockets: &mut SocketSet<'static>,
     ) -> Poll<Result<usize, TcpError>> {
         let (conn, socket) = match self.open_socket(id, sockets) {
@@ -683,20 +709,36 @@ impl TcpTable {
                 _ => TcpError::BrokenPipe,
             }));
         }
-        if buf.is_empty() {
+        if max == 0 {
             return Poll::Ready(Ok(0));
         }
-        match socket.send_slice(buf) {
-            Ok(0) => {
-                conn.write.register(cx.waker());
-                Poll::Pending
+        let mut written = 0;
+        while written < max && socket.send_queue() < socket.send_capacity() {
+            let chunk = socket.send(|free| {
+                let lent = free.len().min(max - written);
+                let n = source(&mut free[..lent]).min(lent);
+                (n, (n, lent))
+            });
+            match chunk {
+                Ok((n, lent)) => {
+                    written += n;
+                    if n < lent {
+                        break;
+                    }
+                }
+                Err(_) => return Poll::Ready(Err(TcpError::BrokenPipe)),
             }
-            Ok(n) => {
-                conn.touched = true;
-                Poll::Ready(Ok(n))
-            }
-            Err(_) => Poll::Ready(Err(TcpError::BrokenPipe)),
         }
+        if socket.send_queue() == socket.send_capacity() {
+            conn.write.register(cx.waker());
+            if written == 0 {
+                return Poll::Pending;
+            }
+        }
+        if written > 0 {
+            conn.touched = true;
+        }
+        Poll::Ready(Ok(written))
     }
 
     /// Bytes written to `id` and not yet acknowledged.
