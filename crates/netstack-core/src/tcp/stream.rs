@@ -11,7 +11,8 @@
 //! [`TcpStream::poll_read_with`] lends the receive buffer's bytes in place and
 //! [`TcpStream::poll_write_with`] the send buffer's free space, so bytes move between a
 //! kernel socket and the stack with the kernel's copy only. Only those two run caller code
-//! under the lock.
+//! under the lock: a closure that must not block or call into the stack, like a `RefCell`
+//! borrow's.
 
 use core::fmt;
 use core::future::poll_fn;
@@ -164,9 +165,9 @@ impl<P: StackPtr> TcpStream<P> {
         sink: &mut dyn FnMut(&[u8]) -> usize,
     ) -> Poll<Result<Option<usize>, TcpError>> {
         let id = self.id;
-        self.stack.with_connection(id, |table, sockets, _| {
+        self.stack.with_connection(id, |table, sockets, wake| {
             let mut window_update = false;
-            let r = table.poll_read_with(id, cx, max, sink, sockets, &mut window_update);
+            let r = table.poll_read_with(id, cx, max, sink, sockets, wake, &mut window_update);
             (r, window_update)
         })
     }

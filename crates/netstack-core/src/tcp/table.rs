@@ -595,8 +595,8 @@ impl TcpTable {
     /// a ring), until `sink` takes nothing more, `max` bytes were taken or the buffer is
     /// empty; `sink` returns how many bytes of its slice it took. `Ok(None)` means the peer
     /// finished sending and everything was read (or `max` is 0); `Pending` (waker registered)
-    /// that nothing is queued. When the buffer was drained, the waker is registered too (and
-    /// woken at once if a FIN or an error is already there), so a caller that saw `sink` take
+    /// that nothing is queued. When the buffer was drained, the waker is registered too (or
+    /// added to `wake` if a FIN or an error is already there), so a caller that saw `sink` take
     /// everything may wait without asking again. Sets `window_update` when the read opened
     /// the receive window enough that smoltcp will advertise it, so the runner must run.
     pub(crate) fn poll_read_with(
@@ -606,6 +606,7 @@ impl TcpTable {
         max: usize,
         sink: &mut dyn FnMut(&[u8]) -> usize,
         sockets: &mut SocketSet<'static>,
+        wake: &mut WakeBatch,
         window_update: &mut bool,
     ) -> Poll<Result<Option<usize>, TcpError>> {
         let (conn, socket) = match self.open_socket(id, sockets) {
@@ -649,8 +650,9 @@ impl TcpTable {
             if socket.may_recv() {
                 conn.read.register(cx.waker());
             } else {
-                // The FIN (or the failure) is already here: the next read reports it.
-                cx.waker().wake_by_ref();
+                // The FIN (or the failure) is already here: the next read reports it (woken
+                // once the lock is released, as every wake).
+                wake.push(cx.waker().clone());
             }
             if read == 0 {
                 return Poll::Pending;
