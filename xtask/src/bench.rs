@@ -34,7 +34,7 @@ mod go;
 mod udp;
 
 /// Options of `cargo xtask bench`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Seconds per iperf3 run.
     #[arg(long, default_value_t = 5)]
@@ -48,7 +48,8 @@ pub struct BenchArgs {
     /// Only run these subjects (comma-separated keys: netstack, netstack-smol,
     /// netstack-smol-threads, netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor,
     /// loopback; and
-    /// netstack-baseline, another build of tun_forward named by $NETSTACK_BENCH_BASELINE).
+    /// netstack-baseline, another build of tun_forward named by $NETSTACK_BENCH_BASELINE;
+    /// netstack-baseline-b, a third one named by $NETSTACK_BENCH_BASELINE_B).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// MTUs to test.
@@ -77,6 +78,11 @@ pub struct BenchArgs {
     /// Skip the UDP cells, the UDP latency and the DNS tests.
     #[arg(long)]
     no_udp: bool,
+    /// Alternate the subjects run by run (each run restarts its subject) instead of measuring
+    /// one subject's runs back to back: load that comes and goes on the machine then spreads
+    /// over every subject instead of landing on one.
+    #[arg(long)]
+    interleave: bool,
     /// Offered rate (iperf3 `-b`) of the paced UDP cells, the same for every subject.
     #[arg(long, default_value = "300M")]
     udp_rate: String,
@@ -110,6 +116,10 @@ const SCALING_WORKERS: [usize; 2] = [1, 2];
 /// before/after comparison): subject `netstack-baseline`.
 const BASELINE_ENV: &str = "NETSTACK_BENCH_BASELINE";
 
+/// Environment variable naming a third build of `tun_forward` (comparing two candidate
+/// changes against a baseline in one run): subject `netstack-baseline-b`.
+const BASELINE_B_ENV: &str = "NETSTACK_BENCH_BASELINE_B";
+
 /// The subjects, in table order.
 fn subjects(release: &Path) -> Vec<Subject> {
     let tun = |key, name, bin: &str| Subject {
@@ -121,6 +131,12 @@ fn subjects(release: &Path) -> Vec<Subject> {
     let baseline = std::env::var_os(BASELINE_ENV).map(|path| Subject {
         key: "netstack-baseline",
         name: "netstack, baseline build (NETSTACK_BENCH_BASELINE)",
+        kind: SubjectKind::Tun(PathBuf::from(path)),
+        args: Vec::new(),
+    });
+    let baseline_b = std::env::var_os(BASELINE_B_ENV).map(|path| Subject {
+        key: "netstack-baseline-b",
+        name: "netstack, second baseline build (NETSTACK_BENCH_BASELINE_B)",
         kind: SubjectKind::Tun(PathBuf::from(path)),
         args: Vec::new(),
     });
@@ -170,8 +186,8 @@ fn subjects(release: &Path) -> Vec<Subject> {
             args: Vec::new(),
         },
     ];
-    if let Some(baseline) = baseline {
-        subjects.insert(2, baseline);
+    for extra in [baseline_b, baseline].into_iter().flatten() {
+        subjects.insert(2, extra);
     }
     subjects
 }
@@ -250,24 +266,26 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
         tests.extend(Direction::UDP);
     }
     let mut sandbox = Sandbox::new(&log_dir);
-    for subject in &selected {
-        for &mtu in &args.mtu {
-            for &direction in &tests {
-                check_interrupted()?;
-                eprintln!(
-                    "==> {} | MTU {mtu} | {} | {} x {} s",
-                    subject.name,
-                    direction.label(),
-                    args.runs,
-                    args.seconds
-                );
-                let cell = match throughput_cell(&mut sandbox, subject, mtu, direction, &args) {
-                    Ok(cell) => cell,
-                    Err(e) => Cell::failed(subject.key, mtu, direction, e),
-                };
-                sandbox.clear();
-                eprintln!("    {}", cell.summary());
-                results.cells.push(cell);
+    if args.interleave {
+        results
+            .cells
+            .extend(interleaved_cells(&mut sandbox, &selected, &tests, &args)?);
+    } else {
+        for subject in &selected {
+            for &mtu in &args.mtu {
+                for &direction in &tests {
+                    check_interrupted()?;
+                    eprintln!(
+                        "==> {} | MTU {mtu} | {} | {} x {} s",
+                        subject.name,
+                        direction.label(),
+                        args.runs,
+                        args.seconds
+                    );
+                    let cell = measure_cell(&mut sandbox, subject, mtu, direction, &args);
+                    eprintln!("    {}", cell.summary());
+                    results.cells.push(cell);
+                }
             }
         }
     }
@@ -407,6 +425,80 @@ pub fn run_bench(mut args: BenchArgs) -> Result<(), String> {
     write("results.json", &bench_report::json(&results))?;
     write("throughput.svg", &bench_report::svg(&results, &all))?;
     Ok(())
+}
+
+/// One cell of `subject`, set up and torn down; a failure becomes a failed cell.
+fn measure_cell(
+    sandbox: &mut Sandbox,
+    subject: &Subject,
+    mtu: u32,
+    direction: Direction,
+    args: &BenchArgs,
+) -> Cell {
+    let cell = match throughput_cell(sandbox, subject, mtu, direction, args) {
+        Ok(cell) => cell,
+        Err(e) => Cell::failed(subject.key, mtu, direction, e),
+    };
+    sandbox.clear();
+    cell
+}
+
+/// The throughput cells with the subjects alternating run by run (`--interleave`): run `i`
+/// of every subject, then run `i + 1`; each subject's runs are merged into its cell.
+fn interleaved_cells(
+    sandbox: &mut Sandbox,
+    selected: &[&Subject],
+    tests: &[Direction],
+    args: &BenchArgs,
+) -> Result<Vec<Cell>, String> {
+    let one_run = BenchArgs {
+        runs: 1,
+        only: Vec::new(),
+        mtu: Vec::new(),
+        ..args.clone()
+    };
+    let mut cells = Vec::new();
+    for &mtu in &args.mtu {
+        for &direction in tests {
+            let mut merged: Vec<Cell> = selected
+                .iter()
+                .map(|s| Cell::new(s.key, mtu, direction))
+                .collect();
+            let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); selected.len()];
+            for run in 0..args.runs {
+                for (i, subject) in selected.iter().enumerate() {
+                    check_interrupted()?;
+                    eprintln!(
+                        "==> {} | MTU {mtu} | {} | run {} of {} x {} s (interleaved)",
+                        subject.name,
+                        direction.label(),
+                        run + 1,
+                        args.runs,
+                        args.seconds
+                    );
+                    let cell = measure_cell(sandbox, subject, mtu, direction, &one_run);
+                    eprintln!("    {}", cell.summary());
+                    let into = &mut merged[i];
+                    into.gbps.extend(cell.gbps);
+                    into.retransmits.extend(cell.retransmits);
+                    into.offered_gbps.extend(cell.offered_gbps);
+                    into.loss_percent.extend(cell.loss_percent);
+                    cpu[i].extend(cell.cpu_s_per_gb);
+                    into.peak_rss_kib = into.peak_rss_kib.max(cell.peak_rss_kib);
+                    if !cell.note.is_empty() {
+                        into.note = cell.note;
+                    }
+                }
+            }
+            for (cell, cpu) in merged.iter_mut().zip(cpu) {
+                if !cpu.is_empty() {
+                    cell.cpu_s_per_gb = Some(cpu.iter().sum::<f64>() / cpu.len() as f64);
+                }
+            }
+            cells.extend(merged);
+        }
+    }
+    Ok(cells)
 }
 
 /// Fails if Ctrl-C was pressed.
