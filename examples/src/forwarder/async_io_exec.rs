@@ -20,6 +20,7 @@ use netstack_core::{Config, PacketPort};
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
 use super::udp_batch::send_batch;
+use super::udp_recv::RecvBatch;
 use crate::tun_async_io::AsyncIoTun;
 use crate::tun_device::Device;
 
@@ -194,6 +195,10 @@ impl KernelStream for Async<TcpStream> {
 impl KernelDatagram for Async<UdpSocket> {
     async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         Async::<UdpSocket>::recv(self, buf).await
+    }
+
+    async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.read_with(|s| batch.try_recv(s)).await
     }
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {

@@ -20,6 +20,7 @@ use netstack_core::{Config, PacketPort, StackPtr};
 use crate::tun_device::Device;
 
 use super::task::Task;
+use super::udp_recv::RecvBatch;
 
 /// An executor the forwarder runs on. Its tasks are the forwarder's [`Task`]s: the generic code
 /// never spawns arbitrary futures, so that each executor can check at one concrete place that
@@ -113,6 +114,12 @@ pub trait KernelDatagram: 'static {
     /// socket error (an ICMP error about an earlier datagram, which Linux reports as
     /// `EPOLLERR` only) and returns it. Cancel-safe: dropping the future loses nothing.
     fn recv(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
+    /// Receives the datagrams that are ready into `batch` (replacing those it held), up to
+    /// [`MAX_BATCH`](super::udp_batch::MAX_BATCH) with one system call where the platform has
+    /// one (see [`udp_recv`](super::udp_recv)); waits for at least one. Returns how many whole
+    /// datagrams it holds. Wakes for a pending socket error as [`recv`](Self::recv) does, and
+    /// returns it. Cancel-safe.
+    fn recv_batch(&self, batch: &mut RecvBatch) -> impl Future<Output = io::Result<usize>>;
     /// Sends one datagram to the connected peer.
     fn send(&self, datagram: &[u8]) -> impl Future<Output = io::Result<usize>>;
     /// Sends the first datagrams of `datagrams` (at least one) to the connected peer with one

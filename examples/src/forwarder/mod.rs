@@ -26,6 +26,7 @@ pub mod time;
 pub mod tokio_exec;
 pub mod udp;
 pub mod udp_batch;
+pub mod udp_recv;
 
 use std::future::{poll_fn, Future};
 use std::io;

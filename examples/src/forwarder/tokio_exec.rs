@@ -17,6 +17,7 @@ use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
 #[cfg(unix)]
 use super::udp_batch::send_batch;
+use super::udp_recv::RecvBatch;
 use crate::tun::Tun;
 use crate::tun_device::Device;
 
@@ -144,6 +145,19 @@ impl KernelDatagram for TokioDatagram {
             .await;
         #[cfg(windows)]
         return self.io.recv(buf).await;
+    }
+
+    async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        #[cfg(unix)]
+        return self
+            .io
+            .async_io(Interest::READABLE | Interest::ERROR, |s| batch.try_recv(s))
+            .await;
+        #[cfg(windows)]
+        {
+            let n = self.io.recv(batch.one_buffer()).await?;
+            Ok(batch.received_one(n))
+        }
     }
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {

@@ -24,6 +24,7 @@ use netstack_core::{ErrorQuote, StackPtr, UdpDatagram, UdpSendHalf, Unreachable}
 
 use super::executor::{Executor, KernelDatagram};
 use super::udp_batch::MAX_BATCH;
+use super::udp_recv::RecvBatch;
 
 /// Datagrams buffered per flow on their way out; more are dropped (UDP may lose datagrams,
 /// memory may not grow).
@@ -45,7 +46,8 @@ pub struct UdpLimits {
 pub struct UdpRelayStats {
     /// Flows opened.
     pub flows: AtomicU64,
-    /// Datagrams dropped (flow queue full, too many flows, or no socket for the flow).
+    /// Datagrams dropped (flow queue full, too many flows, no socket for the flow, or a
+    /// reply lost in a batched read: see [`udp_recv`](super::udp_recv)).
     pub dropped: AtomicU64,
     /// Datagrams sent to targets.
     pub forwarded: AtomicU64,
@@ -115,6 +117,21 @@ pub trait Replies: Clone + 'static {
         from: SocketAddr,
         to: SocketAddr,
     ) -> impl Future<Output = io::Result<()>>;
+    /// Sends every payload of `payloads` (a batch the flow read at once), in order, to `to` as
+    /// if from `from`; by default one [`send_reply`](Self::send_reply) each.
+    fn send_replies(
+        &self,
+        payloads: &[&[u8]],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> impl Future<Output = io::Result<()>> {
+        async move {
+            for p in payloads {
+                self.send_reply(p, from, to).await?;
+            }
+            Ok(())
+        }
+    }
     /// The flow's target answered with "port unreachable": tell the source, about `quote`.
     /// Returns whether an error was sent.
     fn refused(&self, quote: &Self::Quote) -> bool;
@@ -126,6 +143,19 @@ impl<P: StackPtr + 'static> Replies for UdpSendHalf<P> {
 
     async fn send_reply(&self, payload: &[u8], from: SocketAddr, to: SocketAddr) -> io::Result<()> {
         self.send_to(payload, from, to)
+            .await
+            .map_err(io::Error::from)
+    }
+
+    /// The whole batch under one lock acquisition of the stack for as many as its egress queue
+    /// has room for ([`UdpSendHalf::send_to_batch`]).
+    async fn send_replies(
+        &self,
+        payloads: &[&[u8]],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> io::Result<()> {
+        self.send_to_batch(payloads, from, to)
             .await
             .map_err(io::Error::from)
     }
@@ -257,6 +287,16 @@ where
 
     /// Runs the flow on executor `E`'s sockets and timer.
     ///
+    /// Replies (target → source) are read in batches and handed on in batches. Per datagram,
+    /// through netstack's socket: one copy into the batch's buffer (the kernel's receive), one
+    /// into the IP packet the stack builds (with the checksum pass), one by the TUN write; no
+    /// allocation in the relay (the batch's buffer comes from a per-thread pool, see
+    /// [`udp_recv`](super::udp_recv)), one in the stack (the packet; more for a fragmented
+    /// one). Per batch of up to [`MAX_BATCH`] datagrams that were ready together: one
+    /// `recvmmsg` (Linux; elsewhere one `recv` per datagram) and one acquisition of the stack's
+    /// lock (more only while its egress queue is full), where each datagram took one `recv`
+    /// and one acquisition before. The TUN write stays one per packet.
+    ///
     /// # Errors
     /// If the flow's socket cannot be made, or a reply cannot be sent.
     pub async fn run<E: Executor>(mut self) -> io::Result<()> {
@@ -267,7 +307,8 @@ where
                 return Err(e);
             }
         };
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        // Holds a buffer only from a read until its replies are handed on.
+        let mut inbound = RecvBatch::new();
         let mut batch: Vec<D> = Vec::new();
         // The flow's first datagram, for the errors about it.
         let mut quote: Option<D::Quote> = None;
@@ -278,8 +319,8 @@ where
         loop {
             out_first = !out_first;
             let event = {
-                // Made afresh each turn (it is cancel-safe), so that `buf` is free below.
-                let mut recv = pin!(socket.recv(&mut buf));
+                // Made afresh each turn (it is cancel-safe), so that `inbound` is free below.
+                let mut recv = pin!(socket.recv_batch(&mut inbound));
                 poll_fn(|cx| {
                     let mut out = |cx: &mut std::task::Context<'_>| {
                         self.outgoing.poll_next_unpin(cx).map(Event::Out)
@@ -329,12 +370,24 @@ where
                     }
                 }
                 Event::Out(None) => return Ok(()),
-                Event::In(Ok(n)) => {
+                Event::In(Ok(_)) => {
                     last_activity = Instant::now();
+                    // No allocation per batch: the payloads' slices on the stack.
+                    let mut slices: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+                    let mut n = 0;
+                    for (slot, d) in slices.iter_mut().zip(inbound.datagrams()) {
+                        *slot = d;
+                        n += 1;
+                    }
+                    let lost = inbound.lost() as u64;
+                    if lost > 0 {
+                        self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+                    }
                     self.replies
-                        .send_reply(&buf[..n], self.dst, self.src)
+                        .send_replies(&slices[..n], self.dst, self.src)
                         .await?;
-                    self.stats.replied.fetch_add(1, Ordering::Relaxed);
+                    self.stats.replied.fetch_add(n as u64, Ordering::Relaxed);
+                    inbound.release();
                 }
                 // "Port unreachable" for an earlier datagram: pass it on. The flow stays open
                 // (a server may start listening), as a kernel socket's would.

@@ -4,3 +4,6 @@
 pub(crate) mod queue;
 pub(crate) mod send;
 pub(crate) mod socket;
+
+#[cfg(test)]
+mod tests;

@@ -114,6 +114,21 @@ impl<P: StackPtr> UdpSocket<P> {
         self.send.send_to(payload, src, dst).await
     }
 
+    /// Sends every payload of `payloads` from `src` to `dst`, in order, under one lock
+    /// acquisition for as many as the egress queue has room for (see
+    /// [`UdpSendHalf::send_to_batch`]).
+    ///
+    /// # Errors
+    /// As there.
+    pub async fn send_to_batch(
+        &self,
+        payloads: &[&[u8]],
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Result<(), Error> {
+        self.send.send_to_batch(payloads, src, dst).await
+    }
+
     /// Moves up to `max` waiting datagrams into `out` under one lock acquisition (see
     /// [`UdpRecvHalf::poll_recv_batch`]); waits for at least one.
     pub async fn recv_batch(&self, out: &mut impl Extend<UdpDatagram>, max: usize) -> usize {
@@ -242,6 +257,72 @@ impl<P: StackPtr> UdpSendHalf<P> {
         let (src, dst) = (src.into(), dst.into());
         poll_fn(|cx| self.stack.poll_udp_send(cx, src, dst, payload)).await
     }
+
+    /// Sends every payload of `payloads` from `src` to `dst`, in order; waits while the egress
+    /// queue is full. Each wake-up queues as many as there is room for under one lock
+    /// acquisition (and wakes the packet consumer once), where [`send_to`](Self::send_to) in a
+    /// loop takes the lock once per datagram: for a relay that read a burst of replies at
+    /// once.
+    ///
+    /// # Errors
+    /// As [`UdpSocket::send_to`], for the first datagram that cannot be sent: those before it
+    /// are queued, it and those after it are not.
+    ///
+    /// # Example
+    /// ```
+    /// # use netstack_core::{StackPtr, UdpSendHalf};
+    /// # async fn reply<P: StackPtr>(udp: UdpSendHalf<P>) -> Result<(), netstack_core::Error> {
+    /// // Two replies of a DNS server at 93.184.216.34 to the client 10.0.0.1:40000.
+    /// let from = "93.184.216.34:53".parse().unwrap();
+    /// let to = "10.0.0.1:40000".parse().unwrap();
+    /// udp.send_to_batch(&[b"first", b"second"], from, to).await
+    /// # }
+    /// ```
+    pub async fn send_to_batch(
+        &self,
+        payloads: &[&[u8]],
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Result<(), Error> {
+        let (src, dst) = (src.into(), dst.into());
+        let mut sent = 0;
+        poll_fn(|cx| {
+            while sent < payloads.len() {
+                match self.poll_send_batch(cx, &payloads[sent..], src, dst) {
+                    Poll::Ready(Ok(n)) => {
+                        sent += n;
+                        // The rest did not fit: the waker is registered for room.
+                        if sent < payloads.len() {
+                            return Poll::Pending;
+                        }
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
+    }
+
+    /// Queues the leading datagrams of `payloads` (from `src` to `dst`) that the egress queue
+    /// has room for, under one lock acquisition; returns how many (0 for no payloads). `Pending`
+    /// with the waker registered if not even the first fits; if only some fit, the waker is
+    /// registered for room as well, so the caller may return `Pending` without polling again.
+    ///
+    /// # Errors
+    /// As [`UdpSocket::send_to`], for the first datagram (nothing is queued; skip it to send
+    /// the rest). A later datagram that cannot be sent ends the batch before it: the next call
+    /// reports its error.
+    pub fn poll_send_batch(
+        &self,
+        cx: &mut Context<'_>,
+        payloads: &[&[u8]],
+        src: IpEndpoint,
+        dst: IpEndpoint,
+    ) -> Poll<Result<usize, Error>> {
+        self.stack.poll_udp_send_batch(cx, src, dst, payloads)
+    }
 }
 
 impl<P: StackPtr> UdpSendHalf<P> {
@@ -351,6 +432,21 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         payload: &[u8],
     ) -> Poll<Result<(), Error>> {
         self.with_shared(|shared, wake| shared.poll_send_udp(cx, src, dst, payload, wake))
+    }
+
+    /// Queues the leading datagrams of `payloads`, all from `src` to `dst`, that the egress
+    /// queue has room for, under one lock acquisition (see [`UdpSendHalf::poll_send_batch`]).
+    ///
+    /// # Errors
+    /// As [`Self::poll_udp_send`], for the first datagram.
+    pub fn poll_udp_send_batch(
+        &self,
+        cx: &mut Context<'_>,
+        src: IpEndpoint,
+        dst: IpEndpoint,
+        payloads: &[&[u8]],
+    ) -> Poll<Result<usize, Error>> {
+        self.with_shared(|shared, wake| shared.poll_send_udp_batch(cx, src, dst, payloads, wake))
     }
 
     /// Sends a destination unreachable of `kind` about the packet `about` quotes (see

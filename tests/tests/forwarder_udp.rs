@@ -1,0 +1,141 @@
+//! The forwarders' UDP download path against kernel sockets: datagrams a target sends back to a
+//! flow are read from the flow's socket in batches and handed to the stack in batches, and must
+//! still reach the client whole, once each and in order, whatever their sizes.
+//!
+//! Every test runs the forwarder as a process in a namespace of its own, with
+//! `--redirect 127.0.0.1 --redirect ::1`: the target is a kernel socket on loopback there, the
+//! client a kernel socket behind the TUN device.
+#![allow(unsafe_code)] // one `setsockopt`, argued where it is
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use netstack_tests::forwarder::{counter, ForwarderProcess};
+use netstack_tests::{pattern, tun_forward_binary, tun_forward_smol_binary};
+
+/// Datagrams the target sends back per flow.
+const REPLIES: usize = 200;
+/// The target sends them in bursts of this many, each read by the client before the next: a
+/// burst is more than one batched read can miss, and fits the client's and the flow's
+/// receive buffers, which the kernel would otherwise overrun (UDP may drop; this test checks
+/// that the relay does not).
+const BURST: usize = 25;
+/// Where the long datagram is among the replies (inside a burst, not at its start).
+const LONG_AT: usize = 110;
+/// Its length: IP fragments on the TUN link (MTU 1500), one read of 60000 bytes for the relay.
+const LONG: usize = 60_000;
+
+/// The length of reply `i`: mixed small and MTU-sized ones, an empty one, and one long one.
+fn reply_len(i: usize) -> usize {
+    if i == LONG_AT {
+        LONG
+    } else {
+        [1, 1400, 0, 512, 1472, 33, 1000][i % 7]
+    }
+}
+
+/// Grows `socket`'s receive buffer (up to the namespace's `rmem_max`).
+fn big_receive_buffer(socket: &UdpSocket) {
+    let size: libc::c_int = 1 << 20;
+    // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `&size`, which lives for the
+    // call, on a descriptor `socket` owns.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::from_ref(&size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
+
+/// One flow through the forwarder to a target on `target_ip`, reached as `via`: the client
+/// opens it, the target answers with [`REPLIES`] datagrams in bursts, and the client must
+/// receive each of them whole, once, in order.
+fn replies_arrive_whole_and_in_order(target_ip: &str, via: &str, seed: u64) {
+    let target = UdpSocket::bind((target_ip, 0)).expect("bind the target");
+    big_receive_buffer(&target);
+    let port = target.local_addr().unwrap().port();
+    let client_bind = if via.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let client = UdpSocket::bind(client_bind).expect("bind the client");
+    big_receive_buffer(&client);
+    let to: SocketAddr = via.replace("PORT", &port.to_string()).parse().unwrap();
+    client.connect(to).unwrap();
+    for s in [&target, &client] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+
+    client.send(b"hello").unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, flow) = target
+        .recv_from(&mut buf)
+        .expect("the flow reaches the target");
+    assert_eq!(&buf[..n], b"hello");
+
+    let replies: Vec<Vec<u8>> = (0..REPLIES)
+        .map(|i| pattern(seed + i as u64, reply_len(i)))
+        .collect();
+    for (b, burst) in replies.chunks(BURST).enumerate() {
+        for d in burst {
+            target.send_to(d, flow).unwrap();
+        }
+        for (i, d) in burst.iter().enumerate() {
+            let at = b * BURST + i;
+            let n = client
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("reply {at} ({} bytes) missing: {e}", d.len()));
+            assert_eq!(
+                (n, &buf[..n] == d.as_slice()),
+                (d.len(), true),
+                "reply {at}: {n} bytes where {} were sent, or other bytes (out of order?)",
+                d.len()
+            );
+        }
+    }
+}
+
+/// Runs the test over IPv4 and IPv6 through the forwarder at `binary`, then checks its
+/// counters: every reply relayed, none dropped.
+fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
+    let stderr = std::thread::spawn(move || {
+        let fwd = ForwarderProcess::start_in_new_netns(
+            &binary(),
+            &["--redirect", "127.0.0.1", "--redirect", "::1"],
+        );
+        replies_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1);
+        replies_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000);
+        let (status, stderr) = fwd.interrupt();
+        assert!(
+            status.success(),
+            "the forwarder exited with {status}: {stderr}"
+        );
+        stderr
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert_eq!(counter(&stderr, "udp relay:", "flows "), 2, "{stderr}");
+    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
+    assert_eq!(
+        counter(&stderr, "udp relay:", "replied "),
+        2 * REPLIES as u64,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tun_forward_relays_bursts_of_mixed_replies_whole_and_in_order() {
+    mixed_bursts_arrive_whole_and_in_order(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_relays_bursts_of_mixed_replies_whole_and_in_order() {
+    mixed_bursts_arrive_whole_and_in_order(tun_forward_smol_binary);
+}
