@@ -126,8 +126,7 @@ async fn kernel_to_stack<P: StackPtr, K: KernelStream>(
         // Lent the send buffer's free space, read into it until the kernel has no more.
         let written = to.poll_write_with(cx, |free| {
             let mut filled = 0;
-            while filled < free.len() && !stop.would_block && !stop.eof && stop.failed.is_none()
-            {
+            while filled < free.len() && !stop.would_block && !stop.eof && stop.failed.is_none() {
                 match from.try_read(&mut free[filled..]) {
                     Ok(0) => stop.eof = true,
                     Ok(n) => filled += n,

@@ -166,9 +166,7 @@ impl<P: StackPtr> TcpStream<P> {
     ) -> Poll<Result<Option<usize>, TcpError>> {
         let id = self.id;
         self.stack.with_connection(id, |table, sockets, wake| {
-            let mut window_update = false;
-            let r = table.poll_read_with(id, cx, max, sink, sockets, wake, &mut window_update);
-            (r, window_update)
+            table.poll_read_with(id, cx, max, sink, sockets, wake)
         })
     }
 

@@ -597,8 +597,8 @@ impl TcpTable {
     /// finished sending and everything was read (or `max` is 0); `Pending` (waker registered)
     /// that nothing is queued. When the buffer was drained, the waker is registered too (or
     /// added to `wake` if a FIN or an error is already there), so a caller that saw `sink` take
-    /// everything may wait without asking again. Sets `window_update` when the read opened
-    /// the receive window enough that smoltcp will advertise it, so the runner must run.
+    /// everything may wait without asking again. Also returns whether the read opened the
+    /// receive window enough that smoltcp will advertise it, so the runner must run.
     pub(crate) fn poll_read_with(
         &mut self,
         id: ConnId,
@@ -607,14 +607,13 @@ impl TcpTable {
         sink: &mut dyn FnMut(&[u8]) -> usize,
         sockets: &mut SocketSet<'static>,
         wake: &mut WakeBatch,
-        window_update: &mut bool,
-    ) -> Poll<Result<Option<usize>, TcpError>> {
+    ) -> (Poll<Result<Option<usize>, TcpError>>, bool) {
         let (conn, socket) = match self.open_socket(id, sockets) {
             Ok(x) => x,
-            Err(e) => return Poll::Ready(Err(e)),
+            Err(e) => return (Poll::Ready(Err(e)), false),
         };
         if max == 0 {
-            return Poll::Ready(Ok(None));
+            return (Poll::Ready(Ok(None)), false);
         }
         let queued = socket.recv_queue();
         let mut read = 0;
@@ -622,10 +621,11 @@ impl TcpTable {
             if socket.recv_queue() == 0 {
                 if read == 0 && !socket.may_recv() {
                     // Nothing left to read and nothing more coming: the FIN, or a failure.
-                    return Poll::Ready(match socket.recv(|_| (0, ())) {
+                    let end = match socket.recv(|_| (0, ())) {
                         Err(RecvError::InvalidState) => Err(TcpError::ConnectionReset),
                         _ => Ok(None),
-                    });
+                    };
+                    return (Poll::Ready(end), false);
                 }
                 break;
             }
@@ -655,7 +655,7 @@ impl TcpTable {
                 wake.push(cx.waker().clone());
             }
             if read == 0 {
-                return Poll::Pending;
+                return (Poll::Pending, false);
             }
         }
         if read > 0 {
@@ -663,8 +663,8 @@ impl TcpTable {
         }
         // smoltcp sends a window update once the window at least doubles, which can only
         // happen if the last advertised window was at most half the buffer.
-        *window_update = read > 0 && queued * 2 >= socket.recv_capacity();
-        Poll::Ready(Ok(Some(read)))
+        let window_update = read > 0 && queued * 2 >= socket.recv_capacity();
+        (Poll::Ready(Ok(Some(read))), window_update)
     }
 
     /// Ready once a read would not wait: data is queued, the peer finished sending, or the
