@@ -31,7 +31,7 @@ impl Clock for ManualClock {
 }
 
 // One lock acquisition per batch follows from `poll_send_udp_batch` (one `with_group`);
-// counting it would need a custom `RawMutex`, which the core's no-unsafe rule forbids.
+// counting it would need a custom `RawMutex` impl, which the core does not allow.
 type CountingStack = Stack<NoopRawMutex, ManualClock>;
 
 /// A waker that counts its wake-ups.
