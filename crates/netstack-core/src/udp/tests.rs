@@ -1,5 +1,5 @@
 //! In-memory tests of sending UDP in batches: what leaves, in which order, how a full egress
-//! queue pushes back, and that a batch takes the stack's lock once.
+//! queue pushes back, and how errors end a batch.
 
 extern crate std;
 
@@ -14,25 +14,15 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
-use netstack_testkit::ManualTime;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
-use crate::{Clock, Config, Error, Instant, Stack, UdpSocket};
-
-/// A clock that only moves when the test says so.
-#[derive(Default)]
-struct ManualClock(ManualTime);
-
-impl Clock for ManualClock {
-    fn now(&self) -> Instant {
-        self.0.now()
-    }
-}
+use crate::tests::ManualClock;
+use crate::{Config, Error, Stack, UdpSocket};
 
 // One lock acquisition per batch follows from `poll_send_udp_batch` (one `with_group`);
 // counting it would need a custom `RawMutex` impl, which the core does not allow.
-type CountingStack = Stack<NoopRawMutex, ManualClock>;
+type LocalStack = Stack<NoopRawMutex, ManualClock>;
 
 /// A waker that counts its wake-ups.
 #[derive(Default)]
@@ -51,7 +41,7 @@ fn endpoint(s: &str) -> IpEndpoint {
     s.parse::<SocketAddr>().unwrap().into()
 }
 
-fn stack(egress_queue: usize) -> CountingStack {
+fn stack(egress_queue: usize) -> LocalStack {
     let config = Config {
         egress_queue,
         ..Config::default()
@@ -60,7 +50,7 @@ fn stack(egress_queue: usize) -> CountingStack {
 }
 
 /// Every packet the stack has for the device now.
-fn drain(stack: &CountingStack) -> Vec<Vec<u8>> {
+fn drain(stack: &LocalStack) -> Vec<Vec<u8>> {
     let mut cx = Context::from_waker(Waker::noop());
     let mut out = Vec::new();
     while let Poll::Ready(p) = stack.poll_egress(&mut cx) {
