@@ -358,3 +358,127 @@ fn datagrams_are_received_in_batches() {
         assert!(batches < 100, "{batches} batches for 100 datagrams");
     });
 }
+
+/// Starts a stack from `config` on `tun` with a batching pump, as a forwarder drives it: up to
+/// 32 packets per read, handed over with [`netstack_tokio::PacketSink::send_batch`], which
+/// waits while the stack holds them (its UDP queue full, see `Config::udp_hold`).
+fn start_with_batch_pump(
+    tun: Arc<netstack_tests::Tun>,
+    config: Config,
+) -> (netstack_tokio::PacketPort, netstack_tokio::TcpListener) {
+    use futures::StreamExt;
+    let (stack, runners, listener) = StackBuilder::new(config).build_runners();
+    for runner in runners {
+        tokio::spawn(runner);
+    }
+    let (mut sink, mut stream) = stack.clone().split();
+    let reader = tun.clone();
+    tokio::spawn(async move {
+        let capacity = reader.mtu() as usize + 64;
+        let mut batch = std::collections::VecDeque::new();
+        while reader.recv_many(&mut batch, 32, capacity).await.is_ok() {
+            sink.send_batch(&mut batch).await;
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(packet) = stream.next().await {
+            let _ = tun.send(&packet).await;
+        }
+    });
+    (stack, listener)
+}
+
+/// Sends datagrams numbered `from..to` (4-byte big-endian, then padding to 512 bytes) to
+/// `to_addr` from one kernel socket, as fast as the kernel takes them.
+async fn send_numbered(sender: &UdpSocket, to_addr: SocketAddr, from: u32, to: u32) {
+    let mut payload = vec![0u8; 512];
+    for i in from..to {
+        payload[..4].copy_from_slice(&i.to_be_bytes());
+        sender.send_to(&payload, to_addr).await.unwrap();
+    }
+}
+
+fn number(payload: &[u8]) -> u32 {
+    u32::from_be_bytes(payload[..4].try_into().unwrap())
+}
+
+/// A burst 30 times the stack's UDP queue arrives whole and in order while the application
+/// keeps reading, slower than the burst comes: the pump waits for room instead of dropping.
+#[test]
+fn a_udp_burst_larger_than_the_queue_arrives_whole_while_the_reader_reads() {
+    run_in_netns(net(), 2, |tun| async move {
+        let config = Config::default()
+            .udp_queue(64)
+            .udp_hold(Some(smoltcp::time::Duration::from_millis(200)));
+        let (stack, _listener) = start_with_batch_pump(tun, config);
+        let socket = stack.udp_socket().unwrap();
+        let sender = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let to = SocketAddr::new(STACK_V4.into(), 5300);
+        let burst = 2_000u32;
+        let send = send_numbered(&sender, to, 0, burst);
+        let read = async {
+            let mut next = 0u32;
+            while next < burst {
+                let d = timeout(Duration::from_secs(10), socket.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("datagram {next} never came: {}", stack.stats()));
+                assert_eq!(number(&d.payload), next, "out of order or lost");
+                next += 1;
+                // A reader slower than the burst: the queue fills up.
+                if next.is_multiple_of(16) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        timeout(LIMIT, futures::future::join(send, read))
+            .await
+            .expect("timed out");
+        let s = stack.stats();
+        assert_eq!(s.drops.udp_queue_full, 0, "{s}");
+        assert!(
+            s.udp.holds > 0,
+            "the queue never filled, the test proves nothing: {s}"
+        );
+        assert_eq!(s.udp.holds_expired, 0, "{s}");
+    });
+}
+
+/// An application that stops reading UDP holds the device no longer than `udp_hold`: its
+/// datagrams are then dropped and counted, and TCP through the same device keeps working.
+#[test]
+fn a_udp_reader_that_stops_reading_does_not_stall_the_device() {
+    run_in_netns(net(), 2, |tun| async move {
+        let config = Config::default()
+            .udp_queue(64)
+            .udp_hold(Some(smoltcp::time::Duration::from_millis(20)));
+        let (stack, listener) = start_with_batch_pump(tun, config);
+        spawn_echo_server(listener);
+        let socket = stack.udp_socket().unwrap();
+        let sender = UdpSocket::bind("0.0.0.0:0").await.unwrap();
+        let to = SocketAddr::new(STACK_V4.into(), 5300);
+        send_numbered(&sender, to, 0, 2_000).await;
+        let s = wait_for(&stack, Duration::from_secs(10), |s| {
+            s.udp.datagrams_in + s.drops.udp_queue_full >= 2_000
+        })
+        .await;
+        assert_eq!(s.udp.datagrams_in, 64, "{s}");
+        assert_eq!(s.drops.udp_queue_full, 2_000 - 64, "{s}");
+        assert!(s.udp.holds_expired >= 1, "{s}");
+        // TCP through the device while the UDP reader still does not read.
+        timeout(LIMIT, async {
+            let mut tcp = TcpStream::connect((STACK_V4, 7)).await.unwrap();
+            let data = pattern(1, 100_000);
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            tcp.write_all(&data).await.unwrap();
+            let mut echo = vec![0u8; data.len()];
+            tcp.read_exact(&mut echo).await.unwrap();
+            assert_same_bytes(&echo, &data, "TCP echo during the UDP hold");
+        })
+        .await
+        .expect("TCP stalled behind the UDP reader");
+        // The first 64 were queued, in order, and are still there for the reader.
+        for i in 0..64 {
+            assert_eq!(number(&socket.recv().await.payload), i);
+        }
+    });
+}

@@ -99,11 +99,27 @@ pub struct Config {
     /// one; a stack made directly with [`Stack::new`](crate::Stack::new) then uses 0, which
     /// makes sequence numbers predictable — set one from a random source there.
     pub random_seed: Option<u64>,
-    /// UDP datagrams waiting for the application. Default 512. Excess datagrams are dropped
-    /// and counted (`drops.udp_queue_full`).
+    /// UDP datagrams waiting for the application. Default 512. Excess datagrams wait at the
+    /// packet pump for [`udp_hold`](Self::udp_hold), then are dropped and counted
+    /// (`drops.udp_queue_full`).
     pub udp_queue: usize,
     /// Bytes of UDP datagrams waiting for the application (packet buffers). Default 4 MiB.
     pub udp_queue_bytes: usize,
+    /// How long the packet pump ([`PacketSink::send_batch`](crate::PacketSink::send_batch),
+    /// [`Stack::poll_push_ingress_batch`](crate::Stack::poll_push_ingress_batch))
+    /// waits for the application to read when the UDP queue is full, before it drops
+    /// datagrams. Default 5 ms; `None` drops at once.
+    ///
+    /// While it waits the pump reads nothing more from the device, whose own queue then drops
+    /// what does not fit — in the kernel, at no cost to the stack — instead of the stack
+    /// reading, checking and dropping every datagram of a flood it cannot forward (through a
+    /// TUN device on two cores, this more than tripled the UDP a forwarder delivered, see
+    /// BENCHMARKS.md). Every packet behind the held datagram waits too, TCP segments
+    /// included, so this is also the longest a slow UDP reader can delay other traffic: the
+    /// wait ends as soon as the reader has drained the queue to half; a reader that has not
+    /// done so in time makes the stack drop (and count, `drops.udp_queue_full`) datagrams
+    /// without waiting until it has.
+    pub udp_hold: Option<Duration>,
     /// TTL / hop limit of the packets the stack builds itself (UDP, ICMP). Default 64.
     pub hop_limit: u8,
     /// What to do with ICMP echo requests. Default: reply locally.
@@ -160,6 +176,7 @@ impl Default for Config {
             random_seed: None,
             udp_queue: 512,
             udp_queue_bytes: 4 << 20,
+            udp_hold: Some(Duration::from_millis(5)),
             hop_limit: 64,
             icmp_echo: IcmpEchoMode::Reply,
             icmp_deliver_other: false,
@@ -238,6 +255,8 @@ setter! {
     udp_queue: usize,
     /// Sets [`Config::udp_queue_bytes`].
     udp_queue_bytes: usize,
+    /// Sets [`Config::udp_hold`].
+    udp_hold: Option<Duration>,
     /// Sets [`Config::hop_limit`].
     hop_limit: u8,
     /// Sets [`Config::icmp_echo`].

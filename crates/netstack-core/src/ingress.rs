@@ -15,6 +15,7 @@ use crate::packet::Packet;
 use crate::shard::shard_of;
 use crate::stack::Stack;
 use crate::time::Clock;
+use crate::udp::queue::Admit;
 
 /// Packets prepared outside the locks and handed over together.
 const INGRESS_CHUNK: usize = 32;
@@ -60,7 +61,10 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
     /// outside the locks and handing them over a chunk of 32 at a time (one lock acquisition
     /// per group with segments in the chunk, one for the rest); returns how many it took. If a
     /// group's ingress queue filled up, registers the waker (woken when its runner made room).
-    /// Nothing is dropped: what did not fit stays in `packets`, in order.
+    /// Likewise while the UDP queue is full and its reader has not yet had
+    /// [`Config::udp_hold`](crate::Config::udp_hold) to make room (woken when it has drained
+    /// the queue to half, or when the time is up). Nothing is dropped: what did not fit stays
+    /// in `packets`, in order.
     pub fn poll_push_ingress_batch(
         &self,
         cx: &mut Context<'_>,
@@ -85,7 +89,8 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         let now = self.clock().now();
         let mut segments: heapless::Vec<(usize, usize, Prepared), INGRESS_CHUNK> =
             heapless::Vec::new();
-        let mut others: heapless::Vec<(Prepared, usize), INGRESS_CHUNK> = heapless::Vec::new();
+        let mut others: heapless::Vec<(usize, Prepared, usize), INGRESS_CHUNK> =
+            heapless::Vec::new();
         for index in 0..INGRESS_CHUNK {
             let Some(packet) = packets.pop_front() else {
                 break;
@@ -98,7 +103,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                     let g = self.group_of(shard_of(&s.tuple, self.config.tcp_shards));
                     segments.push((index, g, prepared)).is_ok()
                 }
-                _ => others.push((prepared, len)).is_ok(),
+                _ => others.push((index, prepared, len)).is_ok(),
             };
             debug_assert!(pushed, "at most INGRESS_CHUNK packets per chunk");
         }
@@ -133,9 +138,34 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             });
         }
         let mut reassembled: Vec<Packet> = Vec::new();
+        let mut hold_started = false;
         if !others.is_empty() {
+            let pump = cx.as_deref().map(|cx| cx.waker());
             self.with_shared(|shared, wake| {
-                for (prepared, len) in others {
+                // Once a datagram waits for the UDP reader, so do the later ones (in order).
+                let mut udp_waits = false;
+                for (index, prepared, len) in others {
+                    if let Prepared::Udp(datagram) = &prepared {
+                        let admit = match pump {
+                            Some(pump) if udp_waits => {
+                                shared.udp.wait_behind(pump);
+                                Admit::Wait { started: false }
+                            }
+                            _ => {
+                                let pump = pump.filter(|_| shared.udp_claimed);
+                                shared.udp.admit(datagram.footprint(), now, pump)
+                            }
+                        };
+                        if let Admit::Wait { started } = admit {
+                            hold_started |= started;
+                            udp_waits = true;
+                            let Prepared::Udp(datagram) = prepared else {
+                                unreachable!("matched above")
+                            };
+                            refused.push((index, datagram.into_packet()));
+                            continue;
+                        }
+                    }
                     if let Delivered::Reassembled(p) =
                         shared.deliver(prepared, Some(len), &self.config, now, wake)
                     {
@@ -143,6 +173,11 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                     }
                 }
             });
+        }
+        if hold_started {
+            // Group 0's runner ends the wait at its deadline (a reader that never reads must
+            // not stall the device): wake it to arm its timer.
+            self.with_group(0, |group, wake| wake.take_from(&mut group.runner_waker));
         }
         let stopped = !refused.is_empty();
         refused.sort_unstable_by_key(|&(index, _)| index);

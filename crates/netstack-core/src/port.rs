@@ -123,8 +123,11 @@ impl<P: StackPtr, E> PacketSink<P, E> {
         self.core.push_ingress(packet)
     }
 
-    /// Moves every packet of `packets` into the stack, waiting while its ingress queue is full:
-    /// one lock acquisition per batch instead of two per packet (`poll_ready` + `start_send`).
+    /// Moves every packet of `packets` into the stack, waiting while its ingress queue is full
+    /// (and, for at most [`Config::udp_hold`](crate::Config::udp_hold), while the UDP queue
+    /// is): one lock acquisition per batch instead of two per packet (`poll_ready` +
+    /// `start_send`). A pump that awaits this before reading more from its device lets the
+    /// device's queue drop what the stack cannot take.
     pub async fn send_batch(&mut self, packets: &mut VecDeque<Packet>) {
         poll_fn(|cx| {
             self.core.poll_push_ingress_batch(cx, packets);

@@ -51,7 +51,7 @@ impl Shared {
         Shared {
             accept: AcceptQueue::new(config.accept_queue),
             requests: RequestQueue::default(),
-            udp: UdpQueue::new(config.udp_queue, config.udp_queue_bytes),
+            udp: UdpQueue::new(config.udp_queue, config.udp_queue_bytes, config.udp_hold),
             icmp: IcmpQueue::new(config.icmp_queue),
             reassembler: Reassembler::new(
                 config.reassembly_max_datagrams,
@@ -110,6 +110,8 @@ impl Shared {
         stats.udp = UdpStats {
             queued: self.udp.len() as u64,
             queued_bytes: self.udp.bytes() as u64,
+            holds: self.udp.holds,
+            holds_expired: self.udp.holds_expired,
             ..c.udp
         };
         let (errors_sent, errors_not_allowed) =

@@ -216,9 +216,11 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                         overflow.push(id);
                     }
                 }
-                // Group 0's runner also expires fragment reassembly.
+                // Group 0's runner also expires fragment reassembly and ingress waits for the
+                // UDP reader.
                 if g == 0 {
-                    shared.expire(now)
+                    let hold = shared.udp.expire_hold(now, wake);
+                    [shared.expire(now), hold].into_iter().flatten().min()
                 } else {
                     None
                 }

@@ -69,6 +69,11 @@ pub struct UdpStats {
     pub queued: u64,
     /// Bytes waiting for the application now.
     pub queued_bytes: u64,
+    /// Times the packet pump waited for the application to make room
+    /// ([`Config::udp_hold`](crate::Config::udp_hold)).
+    pub holds: u64,
+    /// Times the application did not make room in time (datagrams were then dropped).
+    pub holds_expired: u64,
 }
 
 /// ICMP counters.
@@ -222,12 +227,15 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "udp: in {}, out {}, queued {} ({} bytes); icmp: echo requests {}, replies {}, \
+            "udp: in {}, out {}, queued {} ({} bytes), waits for the reader {} (expired {}); icmp: \
+             echo requests {}, replies {}, \
              delivered {}, errors sent {}; fragments: in {}, reassembled {}, out {}",
             self.udp.datagrams_in,
             self.udp.datagrams_out,
             self.udp.queued,
             self.udp.queued_bytes,
+            self.udp.holds,
+            self.udp.holds_expired,
             self.icmp.echo_requests,
             self.icmp.echo_replies,
             self.icmp.delivered,

@@ -17,7 +17,7 @@ use crate::{Clock, Config, Stack, TcpListener, TcpStream};
 
 /// A clock that only moves when the test says so.
 #[derive(Default)]
-pub(crate) struct ManualClock(ManualTime);
+pub(crate) struct ManualClock(pub(crate) ManualTime);
 
 impl Clock for ManualClock {
     fn now(&self) -> Instant {

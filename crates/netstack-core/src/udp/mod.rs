@@ -6,4 +6,6 @@ pub(crate) mod send;
 pub(crate) mod socket;
 
 #[cfg(test)]
+mod hold_tests;
+#[cfg(test)]
 mod tests;

@@ -4,8 +4,12 @@
 //! Valid datagrams (checksum verified; a zero IPv4 checksum means "none") are queued whole —
 //! the packet buffer itself, no copy — for the application, which receives each with its source
 //! and original destination. The queue is bounded in datagrams and bytes; when the application
-//! is slow, excess datagrams are dropped and counted (`drops.udp_queue_full`), never buffered
-//! without limit. Replies are built with `smoltcp::wire`, with correct checksums and the
+//! is slow, the packet pump first waits for room for at most [`Config::udp_hold`] (so that a
+//! flood the application cannot keep up with is dropped by the device's queue, in the kernel,
+//! instead of being read, checked and dropped here); then excess datagrams are dropped and
+//! counted (`drops.udp_queue_full`), never buffered without limit.
+//!
+//! [`Config::udp_hold`]: crate::Config::udp_hold Replies are built with `smoltcp::wire`, with correct checksums and the
 //! configured hop limit, and fragmented when they exceed the MTU.
 
 use alloc::collections::VecDeque;
@@ -14,6 +18,9 @@ use core::fmt;
 use core::ops::Range;
 use core::task::{Context, Poll};
 
+use core::task::Waker;
+
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
 use crate::icmp::unreachable::ErrorQuote;
@@ -83,8 +90,13 @@ impl UdpDatagram {
         ErrorQuote::of(&self.packet)
     }
 
+    /// The packet the datagram came in (to hand it back to the pump while ingress waits).
+    pub(crate) fn into_packet(self) -> Packet {
+        self.packet
+    }
+
     /// Bytes this datagram holds in memory.
-    fn footprint(&self) -> usize {
+    pub(crate) fn footprint(&self) -> usize {
         self.packet.capacity()
     }
 }
@@ -96,23 +108,133 @@ pub(crate) struct UdpQueue {
     max_datagrams: usize,
     max_bytes: usize,
     readers: WakerList,
+    /// How long ingress may wait for room ([`Config::udp_hold`](crate::Config::udp_hold)).
+    hold_limit: Option<Duration>,
+    hold: Hold,
+    /// Packet pumps waiting for room.
+    room: WakerList,
+    /// Times ingress started waiting for the reader.
+    pub(crate) holds: u64,
+    /// Times the reader did not make room within the hold limit.
+    pub(crate) holds_expired: u64,
+}
+
+/// Whether ingress waits for room in a full queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Not full, or full and never waited on yet: the next datagram without room starts a
+    /// wait.
+    Open,
+    /// Ingress waits for the reader to drain the queue to half, until the instant given.
+    Waiting(Instant),
+    /// The reader did not drain the queue in time: datagrams without room are dropped until
+    /// it has drained it to half.
+    Dropping,
+}
+
+/// What ingress does with a datagram (see [`UdpQueue::admit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// There is room: deliver it.
+    Room,
+    /// Keep it (and every later datagram) at the pump, which is registered for room;
+    /// `started` if this datagram began the wait (the hold's deadline must be armed).
+    Wait { started: bool },
+    /// No room and no waiting: deliver it, which drops and counts it.
+    Drop,
 }
 
 impl UdpQueue {
-    pub(crate) fn new(max_datagrams: usize, max_bytes: usize) -> Self {
+    pub(crate) fn new(
+        max_datagrams: usize,
+        max_bytes: usize,
+        hold_limit: Option<Duration>,
+    ) -> Self {
         UdpQueue {
             queue: VecDeque::new(),
             bytes: 0,
             max_datagrams,
             max_bytes,
             readers: WakerList::default(),
+            hold_limit,
+            hold: Hold::Open,
+            room: WakerList::default(),
+            holds: 0,
+            holds_expired: 0,
         }
+    }
+
+    /// Whether a datagram holding `size` bytes fits now.
+    fn has_room(&self, size: usize) -> bool {
+        self.queue.len() < self.max_datagrams && self.bytes + size <= self.max_bytes
+    }
+
+    /// Decides what ingress does with a datagram of `size` bytes arriving at `now`. `pump` is
+    /// the waker of a pump that can wait (none for a single packet pushed without a context,
+    /// or while no reader has claimed the queue): it is registered for room when the answer
+    /// is [`Admit::Wait`].
+    pub(crate) fn admit(&mut self, size: usize, now: Instant, pump: Option<&Waker>) -> Admit {
+        if self.has_room(size) {
+            return Admit::Room;
+        }
+        let (Some(limit), Some(pump)) = (self.hold_limit, pump) else {
+            return Admit::Drop;
+        };
+        let started = match self.hold {
+            Hold::Dropping => return Admit::Drop,
+            Hold::Waiting(_) => false,
+            Hold::Open => {
+                self.hold = Hold::Waiting(now + limit);
+                self.holds += 1;
+                true
+            }
+        };
+        self.room.register(pump);
+        Admit::Wait { started }
+    }
+
+    /// Registers `pump` for room while a wait is on (for the datagrams behind a held one).
+    pub(crate) fn wait_behind(&mut self, pump: &Waker) {
+        self.room.register(pump);
+    }
+
+    /// After the reader took datagrams: once the queue is at most half full (in datagrams
+    /// and bytes), the pumps are woken and the next full queue may be waited on again.
+    pub(crate) fn made_room(&mut self, wake: &mut WakeBatch) {
+        if self.hold != Hold::Open
+            && self.queue.len() <= self.max_datagrams / 2
+            && self.bytes <= self.max_bytes / 2
+        {
+            self.hold = Hold::Open;
+            self.room.take_all(wake);
+        }
+    }
+
+    /// Ends a wait whose deadline passed at `now` (the pumps are woken and later datagrams
+    /// without room dropped); returns the deadline of a wait still on, for the runner's timer.
+    pub(crate) fn expire_hold(&mut self, now: Instant, wake: &mut WakeBatch) -> Option<Instant> {
+        match self.hold {
+            Hold::Waiting(until) if now >= until => {
+                self.hold = Hold::Dropping;
+                self.holds_expired += 1;
+                self.room.take_all(wake);
+                None
+            }
+            Hold::Waiting(until) => Some(until),
+            _ => None,
+        }
+    }
+
+    /// The reader is gone: nobody will make room, so no pump may wait.
+    pub(crate) fn reader_gone(&mut self, wake: &mut WakeBatch) {
+        self.hold = Hold::Open;
+        self.room.take_all(wake);
     }
 
     /// Queues a datagram; `false` (and the datagram dropped) if a limit would be exceeded.
     pub(crate) fn push(&mut self, d: UdpDatagram, wake: &mut WakeBatch) -> bool {
         let size = d.footprint();
-        if self.queue.len() >= self.max_datagrams || self.bytes + size > self.max_bytes {
+        if !self.has_room(size) {
             return false;
         }
         self.bytes += size;

@@ -384,12 +384,19 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
 
     /// Releases the UDP receiver claimed with `claim_udp`.
     pub(crate) fn release_udp(&self) {
-        self.with_shared(|shared, _| shared.udp_claimed = false);
+        self.with_shared(|shared, wake| {
+            shared.udp_claimed = false;
+            shared.udp.reader_gone(wake);
+        });
     }
 
     /// Takes the next UDP datagram received for any destination, or registers the waker.
     pub fn poll_udp_recv(&self, cx: &mut Context<'_>) -> Poll<UdpDatagram> {
-        self.with_shared(|shared, _| shared.udp.poll_pop(cx))
+        self.with_shared(|shared, wake| {
+            let popped = shared.udp.poll_pop(cx);
+            shared.udp.made_room(wake);
+            popped
+        })
     }
 
     /// Moves up to `max` waiting UDP datagrams into `out` under one lock acquisition, or
@@ -400,7 +407,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         out: &mut impl Extend<UdpDatagram>,
         max: usize,
     ) -> Poll<usize> {
-        self.with_shared(|shared, _| {
+        self.with_shared(|shared, wake| {
             let mut n = 0;
             while n < max {
                 let Poll::Ready(d) = shared.udp.poll_pop(cx) else {
@@ -409,6 +416,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                 out.extend(core::iter::once(d));
                 n += 1;
             }
+            shared.udp.made_room(wake);
             if n == 0 {
                 Poll::Pending
             } else {
