@@ -140,6 +140,9 @@ async fn relay_udp<E: Executor>(
         std::future::poll_fn(|cx| datagrams.poll_recv_batch(cx, &mut batch, MAX_BATCH)).await;
         for d in batch.drain(..) {
             let (src, dst) = (d.src().into(), d.dst().into());
+            // Waiting here (not dropping) holds the stack's UDP queue, and so the device:
+            // what the flows cannot send is then dropped by the kernel, unread.
+            table.wait_for_room::<E>(src, dst).await;
             if let Some(flow) = table.dispatch(src, dst, d, targets.target(dst)) {
                 exec.spawn(Task::UdpFlow(flow));
             }

@@ -29,6 +29,11 @@ use super::udp_recv::RecvBatch;
 /// Datagrams buffered per flow on their way out; more are dropped (UDP may lose datagrams,
 /// memory may not grow).
 pub const FLOW_QUEUE: usize = 64;
+/// Longest the demultiplexer waits for a flow with a full queue to take a datagram (it holds
+/// every other flow's datagrams meanwhile, and through them the stack's UDP queue and the
+/// device: see `netstack_core::Config::udp_hold`). A flow that did not take one in time is
+/// marked stalled: datagrams for it are dropped without waiting until it takes one again.
+pub const FLOW_HOLD: Duration = Duration::from_millis(5);
 /// Largest datagram the relay reads back from a target.
 pub const MAX_DATAGRAM: usize = 65536;
 
@@ -170,11 +175,19 @@ impl<P: StackPtr + 'static> Replies for UdpSendHalf<P> {
 /// The flows of one demultiplexing relay: [`FlowTable::dispatch`] every received datagram and
 /// spawn the flows it opens.
 pub struct FlowTable<D: FlowDatagram, R> {
-    /// Queue of each open flow, by (source, original destination).
-    flows: HashMap<(SocketAddr, SocketAddr), mpsc::Sender<D>>,
+    /// Each open flow, by (source, original destination).
+    flows: HashMap<(SocketAddr, SocketAddr), FlowEntry<D>>,
     replies: R,
     limits: UdpLimits,
     stats: Arc<UdpRelayStats>,
+}
+
+/// An open flow, as its table sees it.
+struct FlowEntry<D> {
+    /// The flow's queue.
+    queue: mpsc::Sender<D>,
+    /// It did not take a datagram within [`FLOW_HOLD`] and has not taken one since.
+    stalled: bool,
 }
 
 impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
@@ -185,6 +198,46 @@ impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
             replies,
             limits,
             stats,
+        }
+    }
+
+    /// `Pending` (and `cx` registered) while the flow of `src` → `dst` is open, not stalled,
+    /// and its queue is full: then [`dispatch`](Self::dispatch) would drop the datagram.
+    pub fn poll_room(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Poll<()> {
+        match self.flows.get_mut(&(src, dst)) {
+            Some(flow) if !flow.stalled => match flow.queue.poll_ready(cx) {
+                Poll::Pending => Poll::Pending,
+                // Room, or a flow that ended (dispatch starts a new one).
+                Poll::Ready(_) => Poll::Ready(()),
+            },
+            _ => Poll::Ready(()),
+        }
+    }
+
+    /// Waits for room on the flow of `src` → `dst` for at most [`FLOW_HOLD`], marking the
+    /// flow stalled if it made none in time (no timer is made when there is room).
+    pub async fn wait_for_room<E: Executor>(&mut self, src: SocketAddr, dst: SocketAddr) {
+        let has_room = poll_fn(|cx| Poll::Ready(self.poll_room(cx, src, dst).is_ready())).await;
+        if has_room {
+            return;
+        }
+        let mut timer = E::sleep_until(Instant::now() + FLOW_HOLD);
+        let made_room = poll_fn(|cx| {
+            if self.poll_room(cx, src, dst).is_ready() {
+                return Poll::Ready(true);
+            }
+            Pin::new(&mut timer).poll(cx).map(|_| false)
+        })
+        .await;
+        if !made_room {
+            if let Some(flow) = self.flows.get_mut(&(src, dst)) {
+                flow.stalled = true;
+            }
         }
     }
 
@@ -200,8 +253,11 @@ impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
         let key = (src, dst);
         let datagram = match self.flows.get_mut(&key) {
             None => datagram,
-            Some(flow) => match flow.try_send(datagram) {
-                Ok(()) => return None,
+            Some(flow) => match flow.queue.try_send(datagram) {
+                Ok(()) => {
+                    flow.stalled = false;
+                    return None;
+                }
                 Err(e) if e.is_full() => {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     return None;
@@ -214,7 +270,7 @@ impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
             },
         };
         if self.flows.len() >= self.limits.max_flows {
-            self.flows.retain(|_, f| !f.is_closed());
+            self.flows.retain(|_, f| !f.queue.is_closed());
             if self.flows.len() >= self.limits.max_flows {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 return None;
@@ -223,7 +279,13 @@ impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
         let (mut sender, receiver) = mpsc::channel(FLOW_QUEUE);
         // A fresh channel has room for the first datagram.
         let _ = sender.try_send(datagram);
-        self.flows.insert(key, sender);
+        self.flows.insert(
+            key,
+            FlowEntry {
+                queue: sender,
+                stalled: false,
+            },
+        );
         self.stats.flows.fetch_add(1, Ordering::Relaxed);
         Some(Flow::new(
             receiver,
