@@ -15,3 +15,4 @@ pub mod forward;
 pub mod forwarder;
 #[cfg(target_os = "linux")]
 pub mod offload;
+pub mod udp_train;

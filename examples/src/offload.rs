@@ -12,7 +12,7 @@
 pub const VNET_HDR_LEN: usize = 10;
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` is partial.
-const NEEDS_CSUM: u8 = 1;
+pub(crate) const NEEDS_CSUM: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
@@ -153,7 +153,7 @@ pub fn finish_packet(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), OffloadErro
 /// The one's-complement sum of `data` as big-endian 16-bit words (odd length: padded with a
 /// zero byte), added to `initial`, not yet folded. 32-bit words into a 64-bit accumulator sum
 /// to the same folded result with half the additions.
-fn sum_be_words(data: &[u8], initial: u64) -> u64 {
+pub(crate) fn sum_be_words(data: &[u8], initial: u64) -> u64 {
     let mut sum = initial;
     let mut words = data.chunks_exact(4);
     for w in &mut words {
@@ -166,7 +166,7 @@ fn sum_be_words(data: &[u8], initial: u64) -> u64 {
 }
 
 /// Folds a 64-bit one's-complement sum to 16 bits.
-fn fold(mut sum: u64) -> u16 {
+pub(crate) fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

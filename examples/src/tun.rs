@@ -160,6 +160,23 @@ impl Tun {
         self.io.send(packet).await
     }
 
+    /// Writes a UDP train as one packet (see [`Device::try_send_train`]).
+    ///
+    /// # Errors
+    /// As [`Device::try_send_train`].
+    pub async fn send_train(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        #[cfg(unix)]
+        loop {
+            let mut guard = self.io.writable().await?;
+            match guard.try_io(|io| io.get_ref().try_send_train(packets)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+        #[cfg(windows)]
+        self.io.try_send_train(packets)
+    }
+
     /// Polls for one packet into `buf` (see [`Tun::recv`]), for `AsyncRead`-style adapters.
     ///
     /// # Errors

@@ -99,6 +99,20 @@ impl AsyncIoTun {
         #[cfg(windows)]
         return self.io.send(packet).await;
     }
+
+    /// Writes a UDP train as one packet (see [`Device::try_send_train`]).
+    ///
+    /// # Errors
+    /// As [`Device::try_send_train`].
+    pub async fn send_train(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        #[cfg(unix)]
+        return self
+            .io
+            .write_with(|device| device.try_send_train(packets))
+            .await;
+        #[cfg(windows)]
+        return self.io.try_send_train(packets);
+    }
 }
 
 impl Deref for AsyncIoTun {

@@ -97,6 +97,11 @@ pub struct Device {
     complete_checksums: AtomicBool,
     /// Packets read but dropped because their offload header was inconsistent.
     offload_drops: AtomicU64,
+    /// Whether writes may carry UDP trains (offloads on, Linux, until the kernel refuses one).
+    udp_trains: AtomicBool,
+    /// UDP trains written, and the datagrams they carried.
+    trains_written: AtomicU64,
+    train_datagrams: AtomicU64,
     /// The read buffer [`Device::try_recv_batch`] reuses between calls.
     scratch: Mutex<Vec<u8>>,
 }
@@ -167,6 +172,9 @@ impl Device {
             offload,
             complete_checksums: AtomicBool::new(true),
             offload_drops: AtomicU64::new(0),
+            udp_trains: AtomicBool::new(cfg!(target_os = "linux") && offload),
+            trains_written: AtomicU64::new(0),
+            train_datagrams: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
         }
     }
@@ -191,6 +199,77 @@ impl Device {
         } else {
             self.mtu as usize
         }
+    }
+
+    /// Whether [`Device::try_send_train`] may be used: offloads on (Linux), and the kernel has
+    /// not refused a train (kernels before 6.2 know no UDP segmentation offload).
+    pub fn sends_udp_trains(&self) -> bool {
+        self.udp_trains.load(Ordering::Relaxed)
+    }
+
+    /// UDP trains written, and the datagrams they carried (see [`crate::udp_train`]).
+    pub fn udp_trains(&self) -> (u64, u64) {
+        (
+            self.trains_written.load(Ordering::Relaxed),
+            self.train_datagrams.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Writes `packets` — UDP datagrams of one flow that make a train (see
+    /// [`crate::udp_train`]: the first starts one and each later one joins it) — as one
+    /// UDP segmentation offload write, gathering their payloads without a copy. Returns the
+    /// bytes written.
+    ///
+    /// # Errors
+    /// `WouldBlock` if the device has no room (nothing was written); `InvalidInput` if the
+    /// packets make no train; the device's write error. If the kernel refuses the train
+    /// (`EINVAL`: no UDP segmentation offload), [`Device::sends_udp_trains`] turns `false`:
+    /// write the packets one by one.
+    pub fn try_send_train(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "not a UDP train");
+        let (Some(first), true) = (
+            packets.first(),
+            packets.len() <= crate::udp_train::MAX_TRAIN,
+        ) else {
+            return Err(invalid());
+        };
+        let head = crate::udp_train::head(first).ok_or_else(invalid)?;
+        let headers = head.headers();
+        let bytes: usize = packets
+            .iter()
+            .map(|p| p.len().saturating_sub(headers))
+            .sum();
+        #[cfg(target_os = "linux")]
+        if self.sends_udp_trains() {
+            use std::io::IoSlice;
+            let mut header = [0u8; crate::udp_train::MAX_HEADER];
+            let (hdr, len) = crate::udp_train::train_header(head, first, bytes, &mut header);
+            let mut slices = [IoSlice::new(&[]); crate::udp_train::MAX_TRAIN + 2];
+            slices[0] = IoSlice::new(&hdr);
+            slices[1] = IoSlice::new(&header[..len]);
+            for (slot, p) in slices[2..].iter_mut().zip(packets) {
+                *slot = IoSlice::new(p.get(headers..).ok_or_else(invalid)?);
+            }
+            return match self.raw.sync().send_vectored(&slices[..packets.len() + 2]) {
+                Ok(n) => {
+                    self.trains_written.fetch_add(1, Ordering::Relaxed);
+                    self.train_datagrams
+                        .fetch_add(packets.len() as u64, Ordering::Relaxed);
+                    Ok(n.saturating_sub(VNET_HDR_LEN))
+                }
+                Err(e) => {
+                    if e.raw_os_error() == Some(libc::EINVAL) {
+                        self.udp_trains.store(false, Ordering::Relaxed);
+                    }
+                    Err(e)
+                }
+            };
+        }
+        let _ = bytes;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this device writes no UDP trains",
+        ))
     }
 
     /// Packets read and dropped because their offload header was inconsistent (pointed outside

@@ -36,6 +36,16 @@ fn reply_len(i: usize) -> usize {
     }
 }
 
+/// The length of reply `i` for the train test: 1200 bytes, but the last of each burst shorter
+/// (it ends a train; the kernel must still cut it off whole).
+fn train_reply_len(i: usize) -> usize {
+    if i % BURST == BURST - 1 {
+        300
+    } else {
+        1200
+    }
+}
+
 /// Grows `socket`'s receive buffer (up to the namespace's `rmem_max`).
 fn big_receive_buffer(socket: &UdpSocket) {
     let size: libc::c_int = 1 << 20;
@@ -56,7 +66,12 @@ fn big_receive_buffer(socket: &UdpSocket) {
 /// One flow through the forwarder to a target on `target_ip`, reached as `via`: the client
 /// opens it, the target answers with [`REPLIES`] datagrams in bursts, and the client must
 /// receive each of them whole, once, in order.
-fn replies_arrive_whole_and_in_order(target_ip: &str, via: &str, seed: u64) {
+fn replies_arrive_whole_and_in_order(
+    target_ip: &str,
+    via: &str,
+    seed: u64,
+    reply_len: fn(usize) -> usize,
+) {
     let target = UdpSocket::bind((target_ip, 0)).expect("bind the target");
     big_receive_buffer(&target);
     let port = target.local_addr().unwrap().port();
@@ -105,13 +120,26 @@ fn replies_arrive_whole_and_in_order(target_ip: &str, via: &str, seed: u64) {
 /// Runs the test over IPv4 and IPv6 through the forwarder at `binary`, then checks its
 /// counters: every reply relayed, none dropped.
 fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
+    let stderr = bursts_through(binary, reply_len);
+    assert_eq!(counter(&stderr, "udp relay:", "flows "), 2, "{stderr}");
+    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
+    assert_eq!(
+        counter(&stderr, "udp relay:", "replied "),
+        2 * REPLIES as u64,
+        "{stderr}"
+    );
+}
+
+/// Runs the test over IPv4 and IPv6 with replies of `reply_len` through the forwarder at
+/// `binary`; returns its counters (stderr).
+fn bursts_through(binary: fn() -> PathBuf, reply_len: fn(usize) -> usize) -> String {
     let stderr = std::thread::spawn(move || {
         let fwd = ForwarderProcess::start_in_new_netns(
             &binary(),
             &["--redirect", "127.0.0.1", "--redirect", "::1"],
         );
-        replies_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1);
-        replies_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000);
+        replies_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1, reply_len);
+        replies_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
         let (status, stderr) = fwd.interrupt();
         assert!(
             status.success(),
@@ -121,13 +149,7 @@ fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
     })
     .join()
     .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    assert_eq!(counter(&stderr, "udp relay:", "flows "), 2, "{stderr}");
-    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
-    assert_eq!(
-        counter(&stderr, "udp relay:", "replied "),
-        2 * REPLIES as u64,
-        "{stderr}"
-    );
+    stderr
 }
 
 #[test]
@@ -138,4 +160,31 @@ fn tun_forward_relays_bursts_of_mixed_replies_whole_and_in_order() {
 #[test]
 fn tun_forward_smol_relays_bursts_of_mixed_replies_whole_and_in_order() {
     mixed_bursts_arrive_whole_and_in_order(tun_forward_smol_binary);
+}
+
+/// Replies of one size that the target sends together leave the TUN device as UDP trains
+/// (one segmentation-offload write each, cut back into the datagrams by the kernel), and the
+/// client still receives every one whole and in order, the shorter last one of each burst too.
+#[test]
+fn tun_forward_writes_equal_replies_as_udp_trains_that_arrive_whole() {
+    let stderr = bursts_through(tun_forward_binary, train_reply_len);
+    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
+    assert_eq!(
+        counter(&stderr, "udp relay:", "replied "),
+        2 * REPLIES as u64,
+        "{stderr}"
+    );
+    let trains = counter(&stderr, "tun tunf:", "udp trains ");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("tun tunf:"))
+        .unwrap_or_default();
+    let carried: u64 = line
+        .rsplit('(')
+        .next()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no datagram count in {line:?}"));
+    assert!(trains > 0, "no train written: {stderr}");
+    assert!(carried >= trains, "{stderr}");
 }

@@ -165,6 +165,10 @@ impl TunDevice for AsyncIoTun {
     async fn send(&self, packet: &[u8]) -> io::Result<usize> {
         AsyncIoTun::send(self, packet).await
     }
+
+    async fn send_train(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        AsyncIoTun::send_train(self, packets).await
+    }
 }
 
 impl KernelStream for Async<TcpStream> {

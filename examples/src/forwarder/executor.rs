@@ -80,6 +80,10 @@ pub trait TunDevice: Deref<Target = Device> + 'static {
 
     /// Writes one packet.
     fn send(&self, packet: &[u8]) -> impl Future<Output = io::Result<usize>>;
+
+    /// Writes UDP datagrams of one flow as one train (see [`crate::udp_train`] and
+    /// [`Device::try_send_train`]).
+    fn send_train(&self, packets: &[&[u8]]) -> impl Future<Output = io::Result<usize>>;
 }
 
 /// A connected kernel TCP stream, used through readiness: wait, then try. The waits are

@@ -150,8 +150,10 @@ pub async fn forward<E: Executor>(
     eprintln!("{}", listener.stats());
     eprintln!("{udp_stats}");
     eprintln!("{}", dialer.stats);
+    let (trains, train_datagrams) = tun.udp_trains();
     eprintln!(
-        "tun {}: offloads {}, {} packets dropped for an inconsistent offload header",
+        "tun {}: offloads {}, {} packets dropped for an inconsistent offload header, \
+         udp trains {trains} ({train_datagrams} datagrams)",
         tun.name(),
         if tun.offload() { "on" } else { "off" },
         tun.offload_drops()

@@ -11,6 +11,7 @@ use futures::{FutureExt, StreamExt};
 use netstack_core::{PacketSink, PacketStream, StackPtr};
 
 use super::executor::TunDevice;
+use crate::udp_train::{self, Joins, MAX_TRAIN};
 
 /// Packets moved from the device to the stack per batch.
 pub const BATCH: usize = 32;
@@ -35,32 +36,103 @@ pub async fn device_to_stack<T: TunDevice, P: StackPtr>(
 /// skipped (reported on stderr at powers of two). The buffers of written packets go back to
 /// the stack (one lock acquisition per batch, when no more packets are ready), which builds
 /// later packets in them instead of allocating and zeroing new ones.
+///
+/// Where the device takes UDP trains ([`crate::udp_train`]), consecutive ready datagrams of one
+/// flow with payloads of one size go out as one write: the kernel cuts the train back into
+/// them, and a UDP download costs one system call per train instead of one per datagram.
 pub async fn stack_to_device<T: TunDevice, P: StackPtr + Unpin>(
     tun: Arc<T>,
     mut stream: PacketStream<P>,
 ) {
     let mut write_errors: u64 = 0;
     let mut written: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
-    loop {
-        let next = match stream.next().now_or_never() {
-            Some(next) => next,
-            None => {
-                if !written.is_empty() {
-                    stream.recycle(written.drain(..));
+    let mut train: Vec<Vec<u8>> = Vec::with_capacity(MAX_TRAIN);
+    // A packet taken to extend a train that it did not join: the next one to write.
+    let mut next_up: Option<Vec<u8>> = None;
+    let mut ended = false;
+    while !ended {
+        let packet = match next_up.take() {
+            Some(p) => p,
+            None => match stream.next().now_or_never() {
+                Some(Some(p)) => p,
+                Some(None) => return,
+                None => {
+                    if !written.is_empty() {
+                        stream.recycle(written.drain(..));
+                    }
+                    match stream.next().await {
+                        Some(p) => p,
+                        None => return,
+                    }
                 }
-                stream.next().await
-            }
+            },
         };
-        let Some(packet) = next else { return };
-        if let Err(e) = tun.send(&packet).await {
+        let head = if tun.sends_udp_trains() {
+            udp_train::head(&packet)
+        } else {
+            None
+        };
+        train.push(packet);
+        if let Some(head) = head {
+            let mut bytes = head.segment();
+            loop {
+                let p = match stream.next().now_or_never() {
+                    Some(Some(p)) => p,
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    None => break,
+                };
+                match udp_train::joins(head, &train[0], train.len(), bytes, &p) {
+                    Joins::No => {
+                        next_up = Some(p);
+                        break;
+                    }
+                    joined => {
+                        bytes += p.len() - head.headers();
+                        train.push(p);
+                        if joined == Joins::Last {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let result = if train.len() > 1 {
+            // No allocation per train: the slices on the stack.
+            let mut slices: [&[u8]; MAX_TRAIN] = [&[]; MAX_TRAIN];
+            for (slot, p) in slices.iter_mut().zip(&train) {
+                *slot = p;
+            }
+            match tun.send_train(&slices[..train.len()]).await {
+                // The kernel takes no trains after all: one by one.
+                Err(_) if !tun.sends_udp_trains() => send_each(&*tun, &train).await,
+                other => other.map(drop),
+            }
+        } else {
+            tun.send(&train[0]).await.map(drop)
+        };
+        if let Err(e) = result {
             write_errors += 1;
             if write_errors.is_power_of_two() {
                 eprintln!("tun write failed ({write_errors} so far): {e}");
             }
         }
-        written.push(packet);
-        if written.len() == BATCH {
+        written.append(&mut train);
+        if written.len() >= BATCH {
             stream.recycle(written.drain(..));
         }
     }
+}
+
+/// Writes `packets` one by one; the last error, if any.
+async fn send_each<T: TunDevice>(tun: &T, packets: &[Vec<u8>]) -> io::Result<()> {
+    let mut result = Ok(());
+    for p in packets {
+        if let Err(e) = tun.send(p).await {
+            result = Err(e);
+        }
+    }
+    result
 }

@@ -78,6 +78,10 @@ impl TunDevice for Tun {
     async fn send(&self, packet: &[u8]) -> io::Result<usize> {
         Tun::send(self, packet).await
     }
+
+    async fn send_train(&self, packets: &[&[u8]]) -> io::Result<usize> {
+        Tun::send_train(self, packets).await
+    }
 }
 
 impl KernelStream for tokio::net::TcpStream {
