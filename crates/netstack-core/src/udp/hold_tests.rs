@@ -6,41 +6,31 @@ extern crate std;
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context, Waker};
 
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use netstack_testkit::packets::udp_datagram;
 use smoltcp::time::Duration;
 
+use super::tests::CountingWaker;
 use crate::tests::ManualClock;
 use crate::{Clock, Config, Stack, UdpDatagram, UdpSocket};
 
 type LocalStack = Stack<NoopRawMutex, ManualClock>;
 
-/// A waker that counts its wake-ups.
-#[derive(Default)]
-struct CountingWaker(AtomicUsize);
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-impl CountingWaker {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 /// A stack whose UDP queue holds `queue` datagrams, waiting `hold` for its reader.
 fn stack(queue: usize, hold: Option<Duration>) -> LocalStack {
     let config = Config::default().udp_queue(queue).udp_hold(hold);
     Stack::new(config, ManualClock::default())
+}
+
+/// The packet pump's waker, and its count of wake-ups.
+fn pump() -> (Arc<CountingWaker>, Waker) {
+    let pump = Arc::new(CountingWaker::default());
+    let waker = Waker::from(pump.clone());
+    (pump, waker)
 }
 
 /// `n` datagrams from the device, numbered by their one-byte payload from `first`.
@@ -66,8 +56,7 @@ fn read(stack: &LocalStack, max: usize) -> Vec<u8> {
 fn a_full_queue_holds_the_pump_without_a_drop_until_the_reader_drains_half() {
     let stack = stack(4, Some(Duration::from_millis(5)));
     let _socket = UdpSocket::new(&stack).unwrap();
-    let pump = Arc::new(CountingWaker::default());
-    let waker = Waker::from(pump.clone());
+    let (pump, waker) = pump();
     let mut cx = Context::from_waker(&waker);
     let mut batch = datagrams(0, 10);
 
@@ -97,8 +86,7 @@ fn a_full_queue_holds_the_pump_without_a_drop_until_the_reader_drains_half() {
 fn a_reader_that_does_not_read_holds_the_pump_only_until_the_limit() {
     let stack = stack(4, Some(Duration::from_millis(5)));
     let _socket = UdpSocket::new(&stack).unwrap();
-    let pump = Arc::new(CountingWaker::default());
-    let waker = Waker::from(pump.clone());
+    let (pump, waker) = pump();
     let mut cx = Context::from_waker(&waker);
     let mut batch = datagrams(0, 10);
     assert_eq!(stack.poll_push_ingress_batch(&mut cx, &mut batch), 4);
@@ -133,8 +121,7 @@ fn a_reader_that_does_not_read_holds_the_pump_only_until_the_limit() {
 
 #[test]
 fn without_a_reader_or_with_the_hold_off_a_full_queue_drops_at_once() {
-    let pump = Arc::new(CountingWaker::default());
-    let waker = Waker::from(pump.clone());
+    let (pump, waker) = pump();
     let mut cx = Context::from_waker(&waker);
 
     let off = stack(4, None);

@@ -26,11 +26,18 @@ type LocalStack = Stack<NoopRawMutex, ManualClock>;
 
 /// A waker that counts its wake-ups.
 #[derive(Default)]
-struct CountingWaker(AtomicUsize);
+pub(super) struct CountingWaker(pub(super) AtomicUsize);
 
 impl Wake for CountingWaker {
     fn wake(self: Arc<Self>) {
         self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl CountingWaker {
+    /// Wake-ups so far.
+    pub(super) fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
