@@ -396,9 +396,13 @@ fn tun_forward_without_a_per_destination_cap_a_black_hole_stalls_everyone() {
 
 /// Python's `http.server` (listen backlog 5, HTTP/1.0: one connection per request) behind the
 /// forwarder under `wrk`: dialing first, a connection the server's full backlog delays waits
-/// in the client's `connect()`, not in the middle of its request.
-/// Returns wrk's output.
-fn wrk_against_http_server(binary: fn() -> PathBuf, extra: &'static [&'static str]) -> String {
+/// in the client's `connect()`, not in the middle of its request. Then the same `wrk` run
+/// against the same server directly (no forwarder: the kernel's own client), as the reference.
+/// Returns wrk's two outputs: through the forwarder, and direct.
+fn wrk_against_http_server(
+    binary: fn() -> PathBuf,
+    extra: &'static [&'static str],
+) -> (String, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     with_forwarder(binary, extra, move |_| async move {
         let dir = std::env::temp_dir().join(format!("netstack-http-{}", std::process::id()));
@@ -425,21 +429,24 @@ fn wrk_against_http_server(binary: fn() -> PathBuf, extra: &'static [&'static st
             assert!(Instant::now() < deadline, "http.server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let url = format!("http://198.19.0.10:{port}/");
-        let out = tokio::task::spawn_blocking(move || {
-            Command::new("wrk")
-                .args(["-t", "2", "-c", "64", "-d", "5s", "--timeout", "2s", &url])
-                .stdin(Stdio::null())
-                .output()
-                .expect("wrk must be installed")
-        })
-        .await
-        .unwrap();
+        let wrk = |url: String| {
+            tokio::task::spawn_blocking(move || {
+                Command::new("wrk")
+                    .args(["-t", "2", "-c", "64", "-d", "5s", "--timeout", "2s", &url])
+                    .stdin(Stdio::null())
+                    .output()
+                    .expect("wrk must be installed")
+            })
+        };
+        let through = wrk(format!("http://198.19.0.10:{port}/")).await.unwrap();
+        let direct = wrk(format!("http://127.0.0.1:{port}/")).await.unwrap();
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(out.status.success(), "wrk failed: {out:?}");
-        tx.send(String::from_utf8_lossy(&out.stdout).into_owned())
-            .unwrap();
+        for out in [&through, &direct] {
+            assert!(out.status.success(), "wrk failed: {out:?}");
+        }
+        let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+        tx.send((text(&through), text(&direct))).unwrap();
     });
     rx.recv().unwrap()
 }
@@ -462,23 +469,38 @@ fn wrk_figures(out: &str) -> (u64, u64) {
     (requests, timeouts)
 }
 
-/// Timeouts a 5 s `wrk` run may see through a dialing-first forwarder. Not zero: the kernel's
-/// own client gets some against this server with no forwarder at all (by hand, wrk in a
-/// namespace against `127.0.0.1`: 5, 3 and 2 timeouts in three 5 s runs), because a full
+/// Timeouts the kernel's own client may see in a 5 s `wrk` run against this server, at the
+/// least (the test also measures it, and takes the larger). Not zero: by hand, wrk in a
+/// namespace against `127.0.0.1` got 5, 3 and 2 timeouts in three 5 s runs, because a full
 /// accept queue drops the final ACK of a handshake the client already counts as complete, and
 /// the request then waits for the server's SYN-ACK retransmission (1 s, 3 s) — invisible to a
-/// client and to a forwarder alike. Accepting first (`--accept-first`) gets 17, 28 and 28 in
-/// the same test (by hand): each of its clients is accepted while the upstream SYN waits.
+/// client and to a forwarder alike.
 const WRK_TIMEOUTS_THE_KERNEL_GETS: u64 = 5;
+
+/// How far the forwarder's count may exceed the kernel's: both come from the same random loss
+/// of final ACKs and vary run to run (the kernel 2–5 by hand; the forwarder 6 once in CI against
+/// a bound of 5, 0–6 otherwise), so twice the kernel's. The defect this test guards against is
+/// far above it: accepting first (`--accept-first`) got 17, 28 and 28 (by hand), each of its
+/// clients accepted while the upstream SYN waits.
+const WRK_TIMEOUT_FACTOR: u64 = 2;
 
 #[test]
 fn tun_forward_small_backlog_http_server_under_wrk_times_out_no_more_than_the_kernel() {
     let _load = exclusive();
-    let out = wrk_against_http_server(tun_forward_binary, &[]);
+    let (out, direct) = wrk_against_http_server(tun_forward_binary, &[]);
     let (requests, timeouts) = wrk_figures(&out);
-    eprintln!("dial first: {requests} requests, {timeouts} timeouts\n{out}");
-    assert!(requests > 0, "{out}");
-    assert!(timeouts <= WRK_TIMEOUTS_THE_KERNEL_GETS, "{out}");
+    let (direct_requests, kernel_timeouts) = wrk_figures(&direct);
+    eprintln!(
+        "dial first: {requests} requests, {timeouts} timeouts; the kernel alone: \
+         {direct_requests} requests, {kernel_timeouts} timeouts\n{out}"
+    );
+    assert!(requests > 0 && direct_requests > 0, "{out}\n{direct}");
+    let bound = WRK_TIMEOUT_FACTOR * kernel_timeouts.max(WRK_TIMEOUTS_THE_KERNEL_GETS);
+    assert!(
+        timeouts <= bound,
+        "{timeouts} timeouts through the forwarder, the kernel alone {kernel_timeouts} \
+         (bound {bound}):\n{out}\n{direct}"
+    );
 }
 
 #[test]
