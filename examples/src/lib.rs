@@ -13,6 +13,5 @@ pub mod tun_device;
 pub mod allocator;
 pub mod forward;
 pub mod forwarder;
-#[cfg(target_os = "linux")]
 pub mod offload;
 pub mod udp_train;
