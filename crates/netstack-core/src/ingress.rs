@@ -137,39 +137,63 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
                 wake.take_from(&mut group.runner_waker);
             });
         }
-        let mut reassembled: Vec<Packet> = Vec::new();
         let mut hold_started = false;
-        if !others.is_empty() {
-            let pump = cx.as_deref().map(|cx| cx.waker());
+        // Once a datagram waits for the UDP reader, so do the later ones (in order), and the
+        // fragments after it (the datagram they make would overtake it).
+        let mut udp_waits = false;
+        let pump = cx.as_deref().map(|cx| cx.waker());
+        let mut rest = others.into_iter();
+        // A datagram reassembled from fragments is delivered where its last fragment was, so
+        // that a flow's datagrams stay in order: the lock is released to prepare it (the
+        // filter runs outside the locks), and taken again for the packets after it.
+        let mut reassembled: Option<Packet> = None;
+        loop {
+            if let Some(p) = reassembled.take() {
+                self.deliver_reassembled(self.classifier.prepare(p, now), now);
+            }
+            if rest.len() == 0 {
+                break;
+            }
             self.with_shared(|shared, wake| {
-                // Once a datagram waits for the UDP reader, so do the later ones (in order).
-                let mut udp_waits = false;
-                for (index, prepared, len) in others {
-                    if let Prepared::Udp(datagram) = &prepared {
-                        let admit = match pump {
-                            Some(pump) if udp_waits => {
-                                shared.udp.wait_behind(pump);
-                                Admit::Wait { started: false }
-                            }
-                            _ => {
-                                let pump = pump.filter(|_| shared.udp_claimed);
-                                shared.udp.admit(datagram.footprint(), now, pump)
-                            }
-                        };
-                        if let Admit::Wait { started } = admit {
-                            hold_started |= started;
-                            udp_waits = true;
-                            let Prepared::Udp(datagram) = prepared else {
-                                unreachable!("matched above")
+                for (index, prepared, len) in rest.by_ref() {
+                    let waits = match &prepared {
+                        Prepared::Udp(datagram) => {
+                            let admit = match pump {
+                                Some(pump) if udp_waits => {
+                                    shared.udp.wait_behind(pump);
+                                    Admit::Wait { started: false }
+                                }
+                                _ => {
+                                    let pump = pump.filter(|_| shared.udp_claimed);
+                                    shared.udp.admit(datagram.footprint(), now, pump)
+                                }
                             };
-                            refused.push((index, datagram.into_packet()));
-                            continue;
+                            match admit {
+                                Admit::Wait { started } => {
+                                    hold_started |= started;
+                                    true
+                                }
+                                _ => false,
+                            }
                         }
+                        Prepared::Fragment(_) => udp_waits,
+                        _ => false,
+                    };
+                    if waits {
+                        udp_waits = true;
+                        let packet = match prepared {
+                            Prepared::Udp(datagram) => datagram.into_packet(),
+                            Prepared::Fragment(packet) => packet,
+                            _ => unreachable!("only datagrams and fragments wait"),
+                        };
+                        refused.push((index, packet));
+                        continue;
                     }
                     if let Delivered::Reassembled(p) =
                         shared.deliver(prepared, Some(len), &self.config, now, wake)
                     {
-                        reassembled.push(p);
+                        reassembled = Some(p);
+                        break;
                     }
                 }
             });
@@ -183,10 +207,6 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         refused.sort_unstable_by_key(|&(index, _)| index);
         for (_, p) in refused.into_iter().rev() {
             packets.push_front(p);
-        }
-        // Whole datagrams made from fragments: prepared like any packet, counted as fragments.
-        for p in reassembled {
-            self.deliver_reassembled(self.classifier.prepare(p, now), now);
         }
         stopped
     }

@@ -146,3 +146,54 @@ fn without_a_reader_or_with_the_hold_off_a_full_queue_drops_at_once() {
     assert_eq!(held.poll_push_ingress_batch(&mut cx, &mut batch), 6);
     assert_eq!(held.stats().drops.udp_queue_full, 6);
 }
+
+/// The fragments of datagram `number` (3000 bytes, its first byte `number`) as the device
+/// delivers them at MTU 1500, cut by another stack.
+fn fragments(number: u8) -> VecDeque<Vec<u8>> {
+    let sender = stack(16, None);
+    let (_, send) = UdpSocket::new(&sender).unwrap().split();
+    let mut payload = alloc::vec![0xaa; 3000];
+    payload[0] = number;
+    let src: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+    let dst: SocketAddr = "198.19.0.10:5201".parse().unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let sent = send.poll_send_batch(&mut cx, &[&payload[..]], src.into(), dst.into());
+    assert!(matches!(sent, core::task::Poll::Ready(Ok(1))), "{sent:?}");
+    let mut out = VecDeque::new();
+    while let core::task::Poll::Ready(p) = sender.poll_egress(&mut cx) {
+        out.push_back(p);
+    }
+    assert_eq!(out.len(), 3, "three fragments");
+    out
+}
+
+#[test]
+fn fragments_behind_a_held_datagram_wait_too_and_their_datagram_keeps_its_place() {
+    let stack = stack(2, Some(Duration::from_millis(5)));
+    let _socket = UdpSocket::new(&stack).unwrap();
+    let (pump, waker) = pump();
+    let mut cx = Context::from_waker(&waker);
+    let mut batch = datagrams(0, 3);
+    batch.extend(fragments(3));
+    batch.extend(datagrams(4, 1));
+
+    assert_eq!(stack.poll_push_ingress_batch(&mut cx, &mut batch), 2);
+    assert_eq!(
+        batch.len(),
+        5,
+        "datagram 2, the three fragments and datagram 4 wait"
+    );
+    assert_eq!(stack.stats().ip.fragments_in, 0, "no fragment taken yet");
+
+    assert_eq!(read(&stack, 2), [0, 1]);
+    assert_eq!(pump.count(), 1);
+    // Datagram 2 and the reassembled one fill the queue; datagram 4 waits behind them.
+    assert_eq!(stack.poll_push_ingress_batch(&mut cx, &mut batch), 4);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(read(&stack, 2), [2, 3], "the reassembled one in its place");
+    assert_eq!(stack.poll_push_ingress_batch(&mut cx, &mut batch), 1);
+    assert_eq!(read(&stack, 4), [4]);
+    let stats = stack.stats();
+    assert_eq!(stats.ip.reassembled, 1);
+    assert_eq!(stats.drops.udp_queue_full, 0, "nothing dropped");
+}

@@ -228,3 +228,40 @@ fn a_datagram_that_cannot_be_sent_ends_the_batch_and_is_reported_alone() {
         "{r:?}"
     );
 }
+
+/// A datagram reassembled from fragments is received where its last fragment arrived: between
+/// the datagrams sent before and after it, as the sender sent them.
+#[test]
+fn a_reassembled_datagram_is_received_in_order_with_its_neighbours() {
+    let sender = stack(256);
+    let (_, send) = UdpSocket::new(&sender).unwrap().split();
+    // The 3000-byte one arrives as three fragments (MTU 1500).
+    let data = payloads(&[1, 1400, 3000, 512, 0]);
+    let slices: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    let r = send.poll_send_batch(&mut cx, &slices, endpoint(CLIENT), endpoint(SERVER));
+    assert!(matches!(r, Poll::Ready(Ok(5))), "{r:?}");
+    let mut packets: alloc::collections::VecDeque<Vec<u8>> = drain(&sender).into();
+    assert_eq!(packets.len(), 7, "four whole datagrams and three fragments");
+
+    let receiver = stack(256);
+    let (recv, _) = UdpSocket::new(&receiver).unwrap().split();
+    assert_eq!(receiver.poll_push_ingress_batch(&mut cx, &mut packets), 7);
+    let mut received = Vec::new();
+    let r = recv.poll_recv_batch(&mut cx, &mut received, 16);
+    assert!(matches!(r, Poll::Ready(5)), "{r:?}");
+    let lengths: Vec<usize> = received.iter().map(|d| d.payload().len()).collect();
+    assert_eq!(
+        lengths,
+        [1, 1400, 3000, 512, 0],
+        "received in the order sent"
+    );
+    for (d, sent) in received.iter().zip(&data) {
+        assert!(
+            d.payload() == &sent[..],
+            "the datagram of {} bytes arrives whole",
+            sent.len()
+        );
+    }
+    assert_eq!(receiver.stats().ip.reassembled, 1);
+}
