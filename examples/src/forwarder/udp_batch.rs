@@ -67,7 +67,8 @@ mod platform {
     }
 
     /// How many leading datagrams one segmented send can carry: equal sizes, the last one
-    /// possibly shorter, within the payload limit.
+    /// possibly shorter but not empty (the kernel cuts the payload into segments, and an empty
+    /// datagram adds no bytes to cut), within the payload limit.
     fn segmentable(datagrams: &[&[u8]]) -> usize {
         let size = datagrams[0].len();
         if size == 0 {
@@ -75,7 +76,7 @@ mod platform {
         }
         let mut total = 0;
         for (i, d) in datagrams.iter().enumerate() {
-            if d.len() > size || total + d.len() > MAX_GSO_PAYLOAD {
+            if d.len() > size || d.is_empty() || total + d.len() > MAX_GSO_PAYLOAD {
                 return i;
             }
             total += d.len();
@@ -174,6 +175,11 @@ mod platform {
             let big = vec![0u8; 40_000];
             assert_eq!(segmentable(&[&big, &big]), 1, "the payload limit");
             assert_eq!(segmentable(&[&[][..], &[][..]]), 0);
+            assert_eq!(
+                segmentable(&[&a, &[][..]]),
+                1,
+                "an empty one adds nothing to cut"
+            );
         }
     }
 }
@@ -210,9 +216,11 @@ mod tests {
         server
             .set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
-        let sizes: [&[usize]; 4] = [
+        let sizes: [&[usize]; 6] = [
             &[1400; 10],
             &[1400, 1400, 1400, 700],
+            &[1400, 0, 1400, 1400, 0, 0],
+            &[1472, 60_000, 1000, 1],
             &[100, 1400, 50, 50, 9000],
             &[1200; 70],
         ];
