@@ -6,8 +6,9 @@
 //! and defaults, so that only the stacks differ.
 //!
 //! * For stacks that hand over every datagram with its addresses (netstack-smoltcp's one UDP
-//!   socket, a kernel listening socket), a [`FlowTable`] demultiplexes them onto the flows;
-//!   spawn each flow it opens with `tokio::spawn(flow.run::<Tokio>())`.
+//!   socket, a kernel listening socket), a [`FlowTable`] demultiplexes them onto the flows
+//!   (`table.dispatch::<Tokio>(…)` for each datagram that is ready, at most [`MAX_BATCH`],
+//!   then `table.flush()`); spawn each flow it opens with `tokio::spawn(flow.run::<Tokio>())`.
 //! * For stacks that demultiplex themselves and hand over one stream per flow (ipstack),
 //!   [`stream_flow`] makes the same [`Flow`] over the stream.
 //!
@@ -29,6 +30,7 @@ pub use netstack_examples::forwarder::tokio_exec::Tokio;
 pub use netstack_examples::forwarder::udp::{
     Flow, FlowTable, Replies, UdpLimits, UdpRelayStats, FLOW_QUEUE, MAX_DATAGRAM,
 };
+pub use netstack_examples::forwarder::udp_batch::MAX_BATCH;
 
 /// A flow's socket is closed after this long without traffic (`tun_forward`'s default).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,6 +1,8 @@
-//! The forwarders' UDP download path against kernel sockets: datagrams a target sends back to a
+//! The forwarders' UDP paths against kernel sockets. Download: datagrams a target sends back to a
 //! flow are read from the flow's socket in batches and handed to the stack in batches, and must
-//! still reach the client whole, once each and in order, whatever their sizes.
+//! still reach the client whole, once each and in order, whatever their sizes. Upload: what
+//! the client sends reaches the target the same way, whether the flow table sends it directly
+//! or through the flow's queue.
 //!
 //! Every test runs the forwarder as a process in a namespace of its own, with
 //! `--redirect 127.0.0.1 --redirect ::1`: the target is a kernel socket on loopback there, the
@@ -187,4 +189,97 @@ fn tun_forward_writes_equal_replies_as_udp_trains_that_arrive_whole() {
         .unwrap_or_else(|| panic!("no datagram count in {line:?}"));
     assert!(trains > 0, "no train written: {stderr}");
     assert!(carried >= trains, "{stderr}");
+}
+
+/// The upload direction: the client sends [`REPLIES`] datagrams of `len` in bursts to a target
+/// on `target_ip`, reached as `via`, and the target must receive each of them whole, once, in
+/// order, from one flow. (The flow table sends a flow's datagrams straight from its own task
+/// while nothing is queued for the flow, else behind its queue: either way, in order.)
+fn uploads_arrive_whole_and_in_order(
+    target_ip: &str,
+    via: &str,
+    seed: u64,
+    len: fn(usize) -> usize,
+) {
+    let target = UdpSocket::bind((target_ip, 0)).expect("bind the target");
+    big_receive_buffer(&target);
+    target
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = target.local_addr().unwrap().port();
+    let client_bind = if via.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let client = UdpSocket::bind(client_bind).expect("bind the client");
+    client
+        .connect(via.replace("PORT", &port.to_string()))
+        .unwrap();
+    let datagrams: Vec<Vec<u8>> = (0..REPLIES)
+        .map(|i| pattern(seed + i as u64, len(i)))
+        .collect();
+    let mut buf = vec![0u8; 65536];
+    let mut flow = None;
+    for (b, burst) in datagrams.chunks(BURST).enumerate() {
+        for d in burst {
+            client.send(d).unwrap();
+        }
+        for (i, d) in burst.iter().enumerate() {
+            let at = b * BURST + i;
+            let (n, from) = target
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("datagram {at} ({} bytes) missing: {e}", d.len()));
+            assert_eq!(
+                *flow.get_or_insert(from),
+                from,
+                "datagram {at} on another flow"
+            );
+            assert_eq!(
+                (n, &buf[..n] == d.as_slice()),
+                (d.len(), true),
+                "datagram {at}: {n} bytes where {} were sent, or other bytes (out of order?)",
+                d.len()
+            );
+        }
+    }
+}
+
+/// Mixed sizes over IPv4 and IPv6, then equal sizes (runs the relay sends with one
+/// segmented send), through the forwarder at `binary`; every datagram forwarded, none dropped.
+fn mixed_uploads_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
+    let stderr = std::thread::spawn(move || {
+        let fwd = ForwarderProcess::start_in_new_netns(
+            &binary(),
+            &["--redirect", "127.0.0.1", "--redirect", "::1"],
+        );
+        uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1, reply_len);
+        uploads_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
+        uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 2000, train_reply_len);
+        let (status, stderr) = fwd.interrupt();
+        assert!(
+            status.success(),
+            "the forwarder exited with {status}: {stderr}"
+        );
+        stderr
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    assert_eq!(counter(&stderr, "udp relay:", "flows "), 3, "{stderr}");
+    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
+    assert_eq!(
+        counter(&stderr, "udp relay:", "forwarded "),
+        3 * REPLIES as u64,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tun_forward_relays_bursts_of_mixed_uploads_whole_and_in_order() {
+    mixed_uploads_arrive_whole_and_in_order(tun_forward_binary);
+}
+
+#[test]
+fn tun_forward_smol_relays_bursts_of_mixed_uploads_whole_and_in_order() {
+    mixed_uploads_arrive_whole_and_in_order(tun_forward_smol_binary);
 }

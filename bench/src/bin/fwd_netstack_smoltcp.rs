@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use netstack_bench::cli::{shutdown_signal, ForwarderArgs};
 use netstack_bench::relay::relay_to;
-use netstack_bench::udp_relay::{FlowTable, Replies, Tokio, UdpRelayStats, LIMITS};
+use netstack_bench::udp_relay::{FlowTable, Replies, Tokio, UdpRelayStats, LIMITS, MAX_BATCH};
 use netstack_examples::tun::Tun;
 
 /// The same process set-up as `tun_forward` (page-mapped large blocks, glibc keeping small
@@ -76,10 +76,22 @@ async fn main() -> std::io::Result<()> {
         let args = args.clone();
         let mut table = FlowTable::new(reply, LIMITS, udp_stats.clone());
         tokio::spawn(async move {
-            while let Some((payload, src, dst)) = datagrams.next().await {
-                if let Some(flow) = table.dispatch(src, dst, payload, args.target(dst)) {
-                    tokio::spawn(flow.run::<Tokio>());
+            while let Some(first) = datagrams.next().await {
+                // Every datagram that is ready, then the runs gathered from them go out.
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some((payload, src, dst)) = next {
+                    taken += 1;
+                    if let Some(flow) = table.dispatch::<Tokio>(src, dst, payload, args.target(dst))
+                    {
+                        tokio::spawn(flow.run::<Tokio>());
+                    }
+                    next = match taken < MAX_BATCH {
+                        true => datagrams.next().now_or_never().flatten(),
+                        false => None,
+                    };
                 }
+                table.flush();
             }
         })
     };

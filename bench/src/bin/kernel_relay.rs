@@ -18,7 +18,7 @@ use clap::Parser;
 use netstack_bench::cli::shutdown_signal;
 use netstack_bench::relay::relay_to;
 use netstack_bench::udp_relay::{
-    FlowTable, SocketReplies, Tokio, UdpRelayStats, LIMITS, MAX_DATAGRAM,
+    FlowTable, SocketReplies, Tokio, UdpRelayStats, LIMITS, MAX_BATCH, MAX_DATAGRAM,
 };
 
 /// Command line of `kernel_relay`.
@@ -56,15 +56,25 @@ async fn main() -> std::io::Result<()> {
         Some(tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM];
             loop {
-                match socket.recv_from(&mut buf).await {
-                    // One allocation per datagram, as the stacks hand theirs over.
-                    Ok((n, src)) => {
-                        if let Some(flow) = table.dispatch(src, listen, buf[..n].to_vec(), target) {
-                            tokio::spawn(flow.run::<Tokio>());
+                let mut received = socket.recv_from(&mut buf).await;
+                // Every datagram that is ready, then the runs gathered from them go out.
+                for _ in 0..MAX_BATCH {
+                    match received {
+                        // One allocation per datagram, as the stacks hand theirs over.
+                        Ok((n, src)) => {
+                            let datagram = buf[..n].to_vec();
+                            if let Some(flow) =
+                                table.dispatch::<Tokio>(src, listen, datagram, target)
+                            {
+                                tokio::spawn(flow.run::<Tokio>());
+                            }
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => eprintln!("udp recv: {e}"),
                     }
-                    Err(e) => eprintln!("udp recv: {e}"),
+                    received = socket.try_recv_from(&mut buf);
                 }
+                table.flush();
             }
         }))
     } else {

@@ -212,4 +212,8 @@ impl KernelDatagram for Async<UdpSocket> {
     async fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
         self.write_with(|s| send_batch(s, datagrams)).await
     }
+
+    fn try_send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        send_batch(self.get_ref(), datagrams)
+    }
 }

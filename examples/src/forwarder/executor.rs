@@ -130,6 +130,14 @@ pub trait KernelDatagram: 'static {
     /// system call where the platform has one (see [`udp_batch`](super::udp_batch)); returns
     /// how many were sent.
     fn send_batch(&self, datagrams: &[&[u8]]) -> impl Future<Output = io::Result<usize>>;
+    /// As [`send_batch`](Self::send_batch), without waiting: `WouldBlock` if the socket has no
+    /// room for the first datagram. Callable from any task (a flow table sends on its flows'
+    /// sockets from its own).
+    ///
+    /// # Errors
+    /// `WouldBlock`, or the socket's error (for example `ECONNREFUSED` left by an earlier
+    /// port unreachable).
+    fn try_send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize>;
 }
 
 /// Writes all of `data` to `stream`, waiting for room as needed.

@@ -6,7 +6,8 @@
 //!  TUN ──pump::device_to_stack──▶ stack ──pump::stack_to_device──▶ TUN      (batched both ways)
 //!  stack listener ─ request ─▶ connect::dial_first ─ dial ─▶ accept + relay, or refuse
 //!                 ─ stream ──▶ connect::accept_first ─ dial ─▶ relay, or reset
-//!  stack UDP socket ─▶ udp::FlowTable ─▶ udp::Flow (one connected socket per flow)
+//!  stack UDP socket ─▶ udp_table::FlowTable ─▶ the flow's connected socket (directly, or
+//!                      └ through udp::Flow's queue when it has no room; udp::Flow reads replies)
 //!  stack ICMP socket ─▶ icmp::Ping (--icmp forward)
 //! ```
 //!
@@ -27,6 +28,7 @@ pub mod tokio_exec;
 pub mod udp;
 pub mod udp_batch;
 pub mod udp_recv;
+pub mod udp_table;
 
 use std::future::{poll_fn, Future};
 use std::io;

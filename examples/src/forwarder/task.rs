@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use futures::channel::{mpsc, oneshot};
+use futures::channel::oneshot;
 use futures::future::Either::{Left, Right};
 use netstack_core::{
     IcmpSocket, PacketSink, PacketStream, TcpStream, UdpDatagram, UdpSendHalf, UdpSocket,
@@ -20,12 +20,12 @@ use super::connect::{accept_first, dial_first, Dialer, Request};
 use super::executor::Executor;
 use super::icmp::{admit, Ping};
 use super::pump::{device_to_stack, stack_to_device};
-use super::udp::{Flow, FlowTable, UdpLimits, UdpRelayStats};
+use super::udp::{FlowTable, TableFlow, UdpLimits, UdpRelayStats};
 use super::udp_batch::MAX_BATCH;
 use crate::forward::Targets;
 
-/// A UDP flow of netstack's UDP socket.
-pub type StackFlow<P> = Flow<UdpDatagram, UdpSendHalf<P>, mpsc::Receiver<UdpDatagram>>;
+/// A UDP flow of netstack's UDP socket, on kernel sockets `K`.
+pub type StackFlow<P, K> = TableFlow<UdpDatagram, UdpSendHalf<P>, K>;
 
 /// One of the forwarder's tasks.
 pub enum Task<E: Executor> {
@@ -59,7 +59,7 @@ pub enum Task<E: Executor> {
         stats: Arc<UdpRelayStats>,
     },
     /// One UDP flow.
-    UdpFlow(StackFlow<E::Ptr>),
+    UdpFlow(StackFlow<E::Ptr, E::Datagram>),
     /// Echo requests to their real destinations (`--icmp forward`).
     Icmp {
         /// Spawns the pings.
@@ -143,10 +143,12 @@ async fn relay_udp<E: Executor>(
             // Waiting here (not dropping) holds the stack's UDP queue, and so the device:
             // what the flows cannot send is then dropped by the kernel, unread.
             table.wait_for_room::<E>(src, dst).await;
-            if let Some(flow) = table.dispatch(src, dst, d, targets.target(dst)) {
+            if let Some(flow) = table.dispatch::<E>(src, dst, d, targets.target(dst)) {
                 exec.spawn(Task::UdpFlow(flow));
             }
         }
+        // Every run gathered from the batch goes out before the next wait.
+        table.flush();
     }
 }
 

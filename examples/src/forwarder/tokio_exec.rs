@@ -186,4 +186,16 @@ impl KernelDatagram for TokioDatagram {
             None => Ok(0),
         };
     }
+
+    fn try_send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        // Not through the `AsyncFd`'s readiness: a `WouldBlock` here leaves it as it is, and
+        // the flow's own task (which waits on it) finds out for itself.
+        #[cfg(unix)]
+        return send_batch(self.io.get_ref(), datagrams);
+        #[cfg(windows)]
+        return match datagrams.first() {
+            Some(d) => self.io.try_send(d).map(|_| 1),
+            None => Ok(0),
+        };
+    }
 }

@@ -8,7 +8,6 @@
 //! [`Replies`]): the forwarders use netstack's UDP socket; the benchmark's peer forwarders and
 //! kernel relay use the same [`FlowTable`] and [`Flow`] with their stacks' sockets.
 
-use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,13 +17,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::channel::mpsc;
 use futures::{FutureExt, Stream, StreamExt};
 use netstack_core::{ErrorQuote, StackPtr, UdpDatagram, UdpSendHalf, Unreachable};
 
 use super::executor::{Executor, KernelDatagram};
 use super::udp_batch::MAX_BATCH;
 use super::udp_recv::RecvBatch;
+pub use super::udp_table::{FlowSocket, FlowTable, TableFlow};
 
 /// Datagrams buffered per flow on their way out; more are dropped (UDP may lose datagrams,
 /// memory may not grow).
@@ -40,7 +39,9 @@ pub const MAX_DATAGRAM: usize = 65536;
 /// Limits of the UDP relay.
 #[derive(Debug, Clone, Copy)]
 pub struct UdpLimits {
-    /// Close a flow's outbound socket after this long without traffic in either direction.
+    /// Close a flow's outbound socket after this long without traffic in either direction
+    /// (datagrams its table sent directly are seen at the next idle check: a flow that only
+    /// sends closes between one and two timeouts after its last datagram).
     pub idle_timeout: Duration,
     /// Maximum concurrent flows; datagrams of new flows beyond it are dropped.
     pub max_flows: usize,
@@ -172,136 +173,11 @@ impl<P: StackPtr + 'static> Replies for UdpSendHalf<P> {
     }
 }
 
-/// The flows of one demultiplexing relay: [`FlowTable::dispatch`] every received datagram and
-/// spawn the flows it opens.
-pub struct FlowTable<D: FlowDatagram, R> {
-    /// Each open flow, by (source, original destination).
-    flows: HashMap<(SocketAddr, SocketAddr), FlowEntry<D>>,
-    replies: R,
-    limits: UdpLimits,
-    stats: Arc<UdpRelayStats>,
-}
-
-/// An open flow, as its table sees it.
-struct FlowEntry<D> {
-    /// The flow's queue.
-    queue: mpsc::Sender<D>,
-    /// It did not take a datagram within [`FLOW_HOLD`] and has not taken one since.
-    stalled: bool,
-}
-
-impl<D: FlowDatagram, R: Replies<Quote = D::Quote>> FlowTable<D, R> {
-    /// An empty table whose flows reply through `replies`.
-    pub fn new(replies: R, limits: UdpLimits, stats: Arc<UdpRelayStats>) -> Self {
-        FlowTable {
-            flows: HashMap::new(),
-            replies,
-            limits,
-            stats,
-        }
-    }
-
-    /// `Pending` (and `cx` registered) while the flow of `src` → `dst` is open, not stalled,
-    /// and its queue is full: then [`dispatch`](Self::dispatch) would drop the datagram.
-    pub fn poll_room(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-        src: SocketAddr,
-        dst: SocketAddr,
-    ) -> Poll<()> {
-        match self.flows.get_mut(&(src, dst)) {
-            Some(flow) if !flow.stalled => match flow.queue.poll_ready(cx) {
-                Poll::Pending => Poll::Pending,
-                // Room, or a flow that ended (dispatch starts a new one).
-                Poll::Ready(_) => Poll::Ready(()),
-            },
-            _ => Poll::Ready(()),
-        }
-    }
-
-    /// Waits for room on the flow of `src` → `dst` for at most [`FLOW_HOLD`], marking the
-    /// flow stalled if it made none in time (no timer is made when there is room).
-    pub async fn wait_for_room<E: Executor>(&mut self, src: SocketAddr, dst: SocketAddr) {
-        let has_room = poll_fn(|cx| Poll::Ready(self.poll_room(cx, src, dst).is_ready())).await;
-        if has_room {
-            return;
-        }
-        let mut timer = E::sleep_until(Instant::now() + FLOW_HOLD);
-        let made_room = poll_fn(|cx| {
-            if self.poll_room(cx, src, dst).is_ready() {
-                return Poll::Ready(true);
-            }
-            Pin::new(&mut timer).poll(cx).map(|_| false)
-        })
-        .await;
-        if !made_room {
-            if let Some(flow) = self.flows.get_mut(&(src, dst)) {
-                flow.stalled = true;
-            }
-        }
-    }
-
-    /// Queues `datagram` (from `src` to `dst`) on its flow; if the flow is not open, opens it
-    /// to `to` and returns it: spawn [`Flow::run`].
-    pub fn dispatch(
-        &mut self,
-        src: SocketAddr,
-        dst: SocketAddr,
-        datagram: D,
-        to: SocketAddr,
-    ) -> Option<Flow<D, R, mpsc::Receiver<D>>> {
-        let key = (src, dst);
-        let datagram = match self.flows.get_mut(&key) {
-            None => datagram,
-            Some(flow) => match flow.queue.try_send(datagram) {
-                Ok(()) => {
-                    flow.stalled = false;
-                    return None;
-                }
-                Err(e) if e.is_full() => {
-                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    return None;
-                }
-                // The flow timed out: start a new one with this datagram.
-                Err(e) => {
-                    self.flows.remove(&key);
-                    e.into_inner()
-                }
-            },
-        };
-        if self.flows.len() >= self.limits.max_flows {
-            self.flows.retain(|_, f| !f.queue.is_closed());
-            if self.flows.len() >= self.limits.max_flows {
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        }
-        let (mut sender, receiver) = mpsc::channel(FLOW_QUEUE);
-        // A fresh channel has room for the first datagram.
-        let _ = sender.try_send(datagram);
-        self.flows.insert(
-            key,
-            FlowEntry {
-                queue: sender,
-                stalled: false,
-            },
-        );
-        self.stats.flows.fetch_add(1, Ordering::Relaxed);
-        Some(Flow::new(
-            receiver,
-            self.replies.clone(),
-            (src, dst, to),
-            self.limits.idle_timeout,
-            self.stats.clone(),
-        ))
-    }
-}
-
 /// One flow: datagrams from `outgoing` go to the target; datagrams from the target go back to
 /// the source as if from the original destination. Ends after the idle timeout, or when
 /// `outgoing` ends.
 pub struct Flow<D, R, O> {
-    outgoing: O,
+    pub(super) outgoing: O,
     replies: R,
     src: SocketAddr,
     dst: SocketAddr,
@@ -359,9 +235,13 @@ where
     /// lock (more only while its egress queue is full), where each datagram took one `recv`
     /// and one acquisition before. The TUN write stays one per packet.
     ///
+    /// Datagrams to the target come from `outgoing` and go out in batches (one system call
+    /// per batch). A [`FlowTable`]'s flow gets only those its table could not send directly
+    /// ([`udp_table`](super::udp_table)).
+    ///
     /// # Errors
     /// If the flow's socket cannot be made, or a reply cannot be sent.
-    pub async fn run<E: Executor>(mut self) -> io::Result<()> {
+    pub async fn run<E: Executor>(self) -> io::Result<()> {
         let socket = match connected_socket(self.to).and_then(E::datagram) {
             Ok(s) => s,
             Err(e) => {
@@ -369,6 +249,21 @@ where
                 return Err(e);
             }
         };
+        self.run_on::<E>(Arc::new(FlowSocket::new(socket))).await
+    }
+
+    /// Runs the flow on `shared`, a socket of executor `E` that a [`FlowTable`] may also send
+    /// on directly (see [`udp_table`](super::udp_table)).
+    ///
+    /// # Errors
+    /// If a reply cannot be sent.
+    pub async fn run_on<E: Executor>(
+        mut self,
+        shared: Arc<FlowSocket<E::Datagram>>,
+    ) -> io::Result<()> {
+        let socket = &shared.socket;
+        // What the table has sent directly by the last idle check.
+        let mut direct_seen = shared.direct.load(Ordering::Relaxed);
         // Holds a buffer only from a read until its replies are handed on.
         let mut inbound = RecvBatch::new();
         let mut batch: Vec<D> = Vec::new();
@@ -423,7 +318,10 @@ where
                             None => break,
                         }
                     }
-                    let refused = send_all(&socket, &mut batch, &self.stats).await;
+                    let n = batch.len();
+                    let refused = send_all(socket, &mut batch, &self.stats).await;
+                    // Sent (or lost): the table may send directly again once all are.
+                    shared.queued.fetch_sub(n, Ordering::AcqRel);
                     if refused && quote.as_ref().is_some_and(|q| self.replies.refused(q)) {
                         self.stats.refused.fetch_add(1, Ordering::Relaxed);
                     }
@@ -461,6 +359,11 @@ where
                 // Other ICMP errors are dropped, as the network would.
                 Event::In(Err(_)) => {}
                 Event::Idle => {
+                    let direct = shared.direct.load(Ordering::Relaxed);
+                    if direct != direct_seen {
+                        direct_seen = direct;
+                        last_activity = Instant::now();
+                    }
                     let until = last_activity + self.idle;
                     if Instant::now() >= until {
                         return Ok(());
@@ -507,7 +410,7 @@ async fn send_all<D: FlowDatagram, K: KernelDatagram>(
 }
 
 /// A non-blocking kernel UDP socket connected to `to`.
-fn connected_socket(to: SocketAddr) -> io::Result<std::net::UdpSocket> {
+pub(super) fn connected_socket(to: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let bind: SocketAddr = match to.ip() {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
