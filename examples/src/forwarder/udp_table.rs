@@ -18,7 +18,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -84,6 +84,8 @@ pub struct FlowTable<D: FlowDatagram, R, K> {
     /// [`MAX_BATCH`]), and that flow's key.
     run: Vec<D>,
     run_key: Option<(SocketAddr, SocketAddr)>,
+    /// That flow's socket, held from the run's first datagram until it is sent.
+    run_socket: Option<Arc<FlowSocket<K>>>,
     replies: R,
     limits: UdpLimits,
     stats: Arc<UdpRelayStats>,
@@ -93,8 +95,9 @@ pub struct FlowTable<D: FlowDatagram, R, K> {
 struct FlowEntry<D: FlowDatagram, K> {
     /// The flow's queue.
     queue: mpsc::Sender<D>,
-    /// Its socket.
-    socket: Arc<FlowSocket<K>>,
+    /// Its socket, owned by the flow's task: closed when the task ends, not when the table
+    /// next notices.
+    socket: Weak<FlowSocket<K>>,
     /// What an error about the flow quotes: its first datagram.
     quote: D::Quote,
     /// It did not take a datagram within [`FLOW_HOLD`] and has not taken one since.
@@ -113,6 +116,7 @@ where
             flows: HashMap::new(),
             run: Vec::with_capacity(MAX_BATCH),
             run_key: None,
+            run_socket: None,
             replies,
             limits,
             stats,
@@ -196,23 +200,29 @@ where
             return None;
         }
         self.flush();
-        let datagram = match self.flows.get_mut(&key) {
-            None => datagram,
+        let flow = self.flows.get_mut(&key);
+        let socket = flow
+            .as_ref()
+            .filter(|f| !f.queue.is_closed())
+            .and_then(|f| f.socket.upgrade());
+        let datagram = match (flow, socket) {
+            (None, _) => datagram,
             // The flow timed out: start a new one with this datagram.
-            Some(flow) if flow.queue.is_closed() => {
+            (Some(_), None) => {
                 self.flows.remove(&key);
                 datagram
             }
-            Some(flow) if flow.socket.queued.load(Ordering::Acquire) == 0 => {
+            (Some(flow), Some(socket)) if socket.queued.load(Ordering::Acquire) == 0 => {
                 flow.stalled = false;
                 self.run_key = Some(key);
+                self.run_socket = Some(socket);
                 self.run.push(datagram);
                 return None;
             }
-            Some(flow) => {
+            (Some(flow), Some(socket)) => {
                 match flow.queue.try_send(datagram) {
                     Ok(()) => {
-                        flow.socket.queued.fetch_add(1, Ordering::AcqRel);
+                        socket.queued.fetch_add(1, Ordering::AcqRel);
                         flow.stalled = false;
                     }
                     Err(e) if e.is_full() => {
@@ -262,7 +272,7 @@ where
             key,
             FlowEntry {
                 queue: sender,
-                socket: socket.clone(),
+                socket: Arc::downgrade(&socket),
                 quote,
                 stalled: false,
             },
@@ -285,7 +295,7 @@ where
     /// full). A failed send is a lost datagram, as on a real network; a target's "port
     /// unreachable" goes back to the source as the flow's task would send it.
     pub fn flush(&mut self) {
-        let Some(key) = self.run_key.take() else {
+        let (Some(key), Some(socket)) = (self.run_key.take(), self.run_socket.take()) else {
             return;
         };
         let Some(flow) = self.flows.get_mut(&key) else {
@@ -301,12 +311,12 @@ where
         let mut sent = 0;
         let mut refused = false;
         while sent < payloads.len() {
-            match flow.socket.socket.try_send_batch(&payloads[sent..]) {
+            match socket.socket.try_send_batch(&payloads[sent..]) {
                 Ok(n) => {
                     let n = n.max(1);
                     sent += n;
                     self.stats.forwarded.fetch_add(n as u64, Ordering::Relaxed);
-                    flow.socket.direct.fetch_add(n as u64, Ordering::Relaxed);
+                    socket.direct.fetch_add(n as u64, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -322,7 +332,7 @@ where
         for d in self.run.drain(sent..) {
             match flow.queue.try_send(d) {
                 Ok(()) => {
-                    flow.socket.queued.fetch_add(1, Ordering::AcqRel);
+                    socket.queued.fetch_add(1, Ordering::AcqRel);
                 }
                 Err(_) => {
                     self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -494,8 +504,11 @@ mod tests {
         assert_eq!(stats.flows.load(Ordering::Relaxed), 1);
         assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
 
-        // The flow's task ended (its idle timeout): the next datagram opens a new flow.
-        drop(queue);
+        // The flow's task ended (its idle timeout): its socket closes with it, though the
+        // table still has the flow, and the next datagram opens a new flow.
+        let socket = Arc::downgrade(&shared);
+        drop((queue, shared, flow.socket));
+        assert!(socket.upgrade().is_none(), "the table keeps no socket open");
         let reopened = table.dispatch_with(
             addr("198.18.0.1:1000"),
             addr("198.19.0.10:53"),
