@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -66,6 +66,28 @@ impl ForwarderProcess {
         let process = Self::spawn_ready(cmd);
         configure_kernel_side("tunf").expect("configure tunf");
         process
+    }
+
+    /// Runs `test(pid)` on a thread of its own, in a new network namespace with the forwarder at
+    /// `binary` started there with `args` ([`start_in_new_netns`](Self::start_in_new_netns));
+    /// then stops it, checks that it exited cleanly and returns its stderr (its counters). A
+    /// panic of `test` is the caller's.
+    pub fn run_in_new_netns<T>(binary: PathBuf, args: Vec<&'static str>, test: T) -> String
+    where
+        T: FnOnce(u32) + Send + 'static,
+    {
+        std::thread::spawn(move || {
+            let fwd = ForwarderProcess::start_in_new_netns(&binary, &args);
+            test(fwd.pid());
+            let (status, stderr) = fwd.interrupt();
+            assert!(
+                status.success(),
+                "the forwarder exited with {status}: {stderr}"
+            );
+            stderr
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     /// The child's process id.

@@ -62,25 +62,15 @@ where
     F: FnOnce(u32) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()>,
 {
-    std::thread::spawn(move || {
-        let args: Vec<&str> = REDIRECTS.iter().chain(extra).copied().collect();
-        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &args);
+    let args = REDIRECTS.iter().chain(extra).copied().collect();
+    ForwarderProcess::run_in_new_netns(binary(), args, move |pid| {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(test(fwd.pid()));
-        drop(runtime);
-        let (status, stderr) = fwd.interrupt();
-        assert!(
-            status.success(),
-            "the forwarder exited with {status}: {stderr}"
-        );
-        stderr
+        runtime.block_on(test(pid));
     })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The address of `port` through the forwarder: IPv4 (to 127.0.0.1) or IPv6 (to ::1).

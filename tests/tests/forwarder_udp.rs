@@ -65,6 +65,30 @@ fn big_receive_buffer(socket: &UdpSocket) {
     assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
 }
 
+/// IPv4 flows to 127.0.0.1, IPv6 flows to ::1.
+const REDIRECTS: [&str; 4] = ["--redirect", "127.0.0.1", "--redirect", "::1"];
+
+/// A target on `target_ip` and a client connected to it through the forwarder as `via`
+/// (`PORT` standing for the target's port), both with large receive buffers and a read
+/// timeout of 10 s.
+fn flow_sockets(target_ip: &str, via: &str) -> (UdpSocket, UdpSocket) {
+    let target = UdpSocket::bind((target_ip, 0)).expect("bind the target");
+    let port = target.local_addr().unwrap().port();
+    let client_bind = if via.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let client = UdpSocket::bind(client_bind).expect("bind the client");
+    let to: SocketAddr = via.replace("PORT", &port.to_string()).parse().unwrap();
+    client.connect(to).unwrap();
+    for s in [&target, &client] {
+        big_receive_buffer(s);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    (target, client)
+}
+
 /// One flow through the forwarder to a target on `target_ip`, reached as `via`: the client
 /// opens it, the target answers with [`REPLIES`] datagrams in bursts, and the client must
 /// receive each of them whole, once, in order.
@@ -74,21 +98,7 @@ fn replies_arrive_whole_and_in_order(
     seed: u64,
     reply_len: fn(usize) -> usize,
 ) {
-    let target = UdpSocket::bind((target_ip, 0)).expect("bind the target");
-    big_receive_buffer(&target);
-    let port = target.local_addr().unwrap().port();
-    let client_bind = if via.starts_with('[') {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    };
-    let client = UdpSocket::bind(client_bind).expect("bind the client");
-    big_receive_buffer(&client);
-    let to: SocketAddr = via.replace("PORT", &port.to_string()).parse().unwrap();
-    client.connect(to).unwrap();
-    for s in [&target, &client] {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    }
+    let (target, client) = flow_sockets(target_ip, via);
 
     client.send(b"hello").unwrap();
     let mut buf = vec![0u8; 65536];
@@ -135,23 +145,10 @@ fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
 /// Runs the test over IPv4 and IPv6 with replies of `reply_len` through the forwarder at
 /// `binary`; returns its counters (stderr).
 fn bursts_through(binary: fn() -> PathBuf, reply_len: fn(usize) -> usize) -> String {
-    let stderr = std::thread::spawn(move || {
-        let fwd = ForwarderProcess::start_in_new_netns(
-            &binary(),
-            &["--redirect", "127.0.0.1", "--redirect", "::1"],
-        );
+    ForwarderProcess::run_in_new_netns(binary(), REDIRECTS.to_vec(), move |_| {
         replies_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1, reply_len);
         replies_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
-        let (status, stderr) = fwd.interrupt();
-        assert!(
-            status.success(),
-            "the forwarder exited with {status}: {stderr}"
-        );
-        stderr
     })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    stderr
 }
 
 #[test]
@@ -201,21 +198,7 @@ fn uploads_arrive_whole_and_in_order(
     seed: u64,
     len: fn(usize) -> usize,
 ) {
-    let target = UdpSocket::bind((target_ip, 0)).expect("bind the target");
-    big_receive_buffer(&target);
-    target
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let port = target.local_addr().unwrap().port();
-    let client_bind = if via.starts_with('[') {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    };
-    let client = UdpSocket::bind(client_bind).expect("bind the client");
-    client
-        .connect(via.replace("PORT", &port.to_string()))
-        .unwrap();
+    let (target, client) = flow_sockets(target_ip, via);
     let datagrams: Vec<Vec<u8>> = (0..REPLIES)
         .map(|i| pattern(seed + i as u64, len(i)))
         .collect();
@@ -248,23 +231,11 @@ fn uploads_arrive_whole_and_in_order(
 /// Mixed sizes over IPv4 and IPv6, then equal sizes (runs the relay sends with one
 /// segmented send), through the forwarder at `binary`; every datagram forwarded, none dropped.
 fn mixed_uploads_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
-    let stderr = std::thread::spawn(move || {
-        let fwd = ForwarderProcess::start_in_new_netns(
-            &binary(),
-            &["--redirect", "127.0.0.1", "--redirect", "::1"],
-        );
+    let stderr = ForwarderProcess::run_in_new_netns(binary(), REDIRECTS.to_vec(), |_| {
         uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1, reply_len);
         uploads_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
         uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 2000, train_reply_len);
-        let (status, stderr) = fwd.interrupt();
-        assert!(
-            status.success(),
-            "the forwarder exited with {status}: {stderr}"
-        );
-        stderr
-    })
-    .join()
-    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    });
     assert_eq!(counter(&stderr, "udp relay:", "flows "), 3, "{stderr}");
     assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
     assert_eq!(
