@@ -89,6 +89,17 @@ fn flow_sockets(target_ip: &str, via: &str) -> (UdpSocket, UdpSocket) {
     (target, client)
 }
 
+/// Checks that `what` number `at` arrived as `got`: exactly the `sent` bytes.
+fn assert_whole(what: &str, at: usize, got: &[u8], sent: &[u8]) {
+    assert_eq!(
+        (got.len(), got == sent),
+        (sent.len(), true),
+        "{what} {at}: {} bytes where {} were sent, or other bytes (out of order?)",
+        got.len(),
+        sent.len()
+    );
+}
+
 /// One flow through the forwarder to a target on `target_ip`, reached as `via`: the client
 /// opens it, the target answers with [`REPLIES`] datagrams in bursts, and the client must
 /// receive each of them whole, once, in order.
@@ -119,12 +130,7 @@ fn replies_arrive_whole_and_in_order(
             let n = client
                 .recv(&mut buf)
                 .unwrap_or_else(|e| panic!("reply {at} ({} bytes) missing: {e}", d.len()));
-            assert_eq!(
-                (n, &buf[..n] == d.as_slice()),
-                (d.len(), true),
-                "reply {at}: {n} bytes where {} were sent, or other bytes (out of order?)",
-                d.len()
-            );
+            assert_whole("reply", at, &buf[..n], d);
         }
     }
 }
@@ -133,13 +139,16 @@ fn replies_arrive_whole_and_in_order(
 /// counters: every reply relayed, none dropped.
 fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
     let stderr = bursts_through(binary, reply_len);
-    assert_eq!(counter(&stderr, "udp relay:", "flows "), 2, "{stderr}");
-    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
-    assert_eq!(
-        counter(&stderr, "udp relay:", "replied "),
-        2 * REPLIES as u64,
-        "{stderr}"
-    );
+    assert_relayed(&stderr, 2, "replied ");
+}
+
+/// Checks the relay's counters in `stderr`: `flows` flows, none dropped, and every datagram
+/// of them counted under `label` ("replied " or "forwarded ").
+fn assert_relayed(stderr: &str, flows: u64, label: &str) {
+    assert_eq!(counter(stderr, "udp relay:", "flows "), flows, "{stderr}");
+    assert_eq!(counter(stderr, "udp relay:", "dropped "), 0, "{stderr}");
+    let all = flows * REPLIES as u64;
+    assert_eq!(counter(stderr, "udp relay:", label), all, "{stderr}");
 }
 
 /// Runs the test over IPv4 and IPv6 with replies of `reply_len` through the forwarder at
@@ -167,12 +176,7 @@ fn tun_forward_smol_relays_bursts_of_mixed_replies_whole_and_in_order() {
 #[test]
 fn tun_forward_writes_equal_replies_as_udp_trains_that_arrive_whole() {
     let stderr = bursts_through(tun_forward_binary, train_reply_len);
-    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
-    assert_eq!(
-        counter(&stderr, "udp relay:", "replied "),
-        2 * REPLIES as u64,
-        "{stderr}"
-    );
+    assert_relayed(&stderr, 2, "replied ");
     let trains = counter(&stderr, "tun tunf:", "udp trains ");
     let line = stderr
         .lines()
@@ -218,12 +222,7 @@ fn uploads_arrive_whole_and_in_order(
                 from,
                 "datagram {at} on another flow"
             );
-            assert_eq!(
-                (n, &buf[..n] == d.as_slice()),
-                (d.len(), true),
-                "datagram {at}: {n} bytes where {} were sent, or other bytes (out of order?)",
-                d.len()
-            );
+            assert_whole("datagram", at, &buf[..n], d);
         }
     }
 }
@@ -236,13 +235,7 @@ fn mixed_uploads_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
         uploads_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
         uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 2000, train_reply_len);
     });
-    assert_eq!(counter(&stderr, "udp relay:", "flows "), 3, "{stderr}");
-    assert_eq!(counter(&stderr, "udp relay:", "dropped "), 0, "{stderr}");
-    assert_eq!(
-        counter(&stderr, "udp relay:", "forwarded "),
-        3 * REPLIES as u64,
-        "{stderr}"
-    );
+    assert_relayed(&stderr, 3, "forwarded ");
 }
 
 #[test]
