@@ -114,8 +114,9 @@ pub struct Config {
     /// what does not fit — in the kernel, at no cost to the stack — instead of the stack
     /// reading, checking and dropping every datagram of a flood it cannot forward (through a
     /// TUN device on two cores, this more than tripled the UDP a forwarder delivered, see
-    /// BENCHMARKS.md). Every packet behind the held datagram waits too, TCP segments
-    /// included, so this is also the longest a slow UDP reader can delay other traffic: the
+    /// BENCHMARKS.md). IP fragments wait for room like datagrams (a fragment's length
+    /// standing for the datagram it may complete). Every packet behind the held datagram
+    /// waits too, TCP segments included, so this is also the longest a slow UDP reader can delay other traffic: the
     /// wait ends as soon as the reader has drained the queue to half; a reader that has not
     /// done so in time makes the stack drop (and count, `drops.udp_queue_full`) datagrams
     /// without waiting until it has.

@@ -138,8 +138,8 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             });
         }
         let mut hold_started = false;
-        // Once a datagram waits for the UDP reader, so do the later ones (in order), and the
-        // fragments after it (the datagram they make would overtake it).
+        // Once a datagram (or a fragment) waits for the UDP reader, so do the later ones and
+        // the fragments after it, in order.
         let mut udp_waits = false;
         let pump = cx.as_deref().map(|cx| cx.waker());
         let mut rest = others.into_iter();
@@ -156,29 +156,33 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             }
             self.with_shared(|shared, wake| {
                 for (index, prepared, len) in rest.by_ref() {
-                    let waits = match &prepared {
-                        Prepared::Udp(datagram) => {
-                            let admit = match pump {
-                                Some(pump) if udp_waits => {
-                                    shared.udp.wait_behind(pump);
-                                    Admit::Wait { started: false }
-                                }
-                                _ => {
-                                    let pump = pump.filter(|_| shared.udp_claimed);
-                                    shared.udp.admit(datagram.footprint(), now, pump)
-                                }
-                            };
-                            match admit {
-                                Admit::Wait { started } => {
-                                    hold_started |= started;
-                                    true
-                                }
-                                _ => false,
-                            }
-                        }
-                        Prepared::Fragment(_) => udp_waits,
-                        _ => false,
+                    // A fragment may complete a datagram: it waits for room like one (its
+                    // own length standing for the datagram's), else the datagram it completes
+                    // would find the queue full and be dropped.
+                    let size = match &prepared {
+                        Prepared::Udp(datagram) => Some(datagram.footprint()),
+                        Prepared::Fragment(packet) => Some(packet.len()),
+                        _ => None,
                     };
+                    let waits = size.is_some_and(|size| {
+                        let admit = match pump {
+                            Some(pump) if udp_waits => {
+                                shared.udp.wait_behind(pump);
+                                Admit::Wait { started: false }
+                            }
+                            _ => {
+                                let pump = pump.filter(|_| shared.udp_claimed);
+                                shared.udp.admit(size, now, pump)
+                            }
+                        };
+                        match admit {
+                            Admit::Wait { started } => {
+                                hold_started |= started;
+                                true
+                            }
+                            _ => false,
+                        }
+                    });
                     if waits {
                         udp_waits = true;
                         let packet = match prepared {

@@ -197,3 +197,26 @@ fn fragments_behind_a_held_datagram_wait_too_and_their_datagram_keeps_its_place(
     assert_eq!(stats.ip.reassembled, 1);
     assert_eq!(stats.drops.udp_queue_full, 0, "nothing dropped");
 }
+
+#[test]
+fn fragments_wait_for_room_so_the_datagram_they_complete_is_not_dropped() {
+    let stack = stack(2, Some(Duration::from_millis(5)));
+    let _socket = UdpSocket::new(&stack).unwrap();
+    let (pump, waker) = pump();
+    let mut cx = Context::from_waker(&waker);
+    let mut batch = datagrams(0, 2);
+    batch.extend(fragments(2));
+
+    // The queue is full once datagrams 0 and 1 are in: the fragments wait.
+    assert_eq!(stack.poll_push_ingress_batch(&mut cx, &mut batch), 2);
+    assert_eq!(batch.len(), 3, "the three fragments wait");
+    assert_eq!(stack.stats().udp.holds, 1);
+
+    assert_eq!(read(&stack, 2), [0, 1]);
+    assert_eq!(pump.count(), 1);
+    assert_eq!(stack.poll_push_ingress_batch(&mut cx, &mut batch), 3);
+    assert_eq!(read(&stack, 2), [2]);
+    let stats = stack.stats();
+    assert_eq!(stats.ip.reassembled, 1);
+    assert_eq!(stats.drops.udp_queue_full, 0, "nothing dropped");
+}
