@@ -86,9 +86,10 @@ async fn main() -> std::io::Result<()> {
                     {
                         tokio::spawn(flow.run::<Tokio>());
                     }
-                    next = match taken < MAX_BATCH {
-                        true => datagrams.next().now_or_never().flatten(),
-                        false => None,
+                    next = if taken < MAX_BATCH {
+                        datagrams.next().now_or_never().flatten()
+                    } else {
+                        None
                     };
                 }
                 table.flush();

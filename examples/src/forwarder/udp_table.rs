@@ -225,10 +225,7 @@ where
                         socket.queued.fetch_add(1, Ordering::AcqRel);
                         flow.stalled = false;
                     }
-                    Err(e) if e.is_full() => {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Closed since: dropped, as the network would.
+                    // Full, or closed since: dropped, as the network would.
                     Err(_) => {
                         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                     }
