@@ -15,3 +15,6 @@ pub mod forward;
 pub mod forwarder;
 pub mod offload;
 pub mod udp_train;
+
+#[cfg(all(test, target_os = "linux"))]
+mod test_netns;

@@ -221,38 +221,14 @@ impl Deref for Tun {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-#[allow(unsafe_code)]
 mod tests {
     use super::*;
+    use crate::test_netns::{in_new_netns, run};
     use std::net::{Ipv4Addr, UdpSocket};
-    use std::process::Command;
     use std::time::Duration;
 
-    /// Runs `f` on a fresh thread that first moves into a new network
-    /// namespace (which disappears when the thread ends).
-    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        std::thread::spawn(move || {
-            // SAFETY: plain unshare(2) call; it only affects the calling thread.
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "unshare(CLONE_NEWNET) failed (these tests must run as root): {}",
-                io::Error::last_os_error()
-            );
-            f()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
-
     fn ip(args: &[&str]) {
-        let out = Command::new("ip").args(args).output().expect("running ip");
-        assert!(
-            out.status.success(),
-            "ip {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run("ip", args);
     }
 
     #[test]

@@ -106,10 +106,20 @@ impl KernelStream for tokio::net::TcpStream {
     }
 }
 
-/// A connected datagram socket on tokio's reactor. On Unix not `tokio::net::UdpSocket`: its
-/// reads wait for readability only, and a socket error (ICMP port unreachable) makes a Linux
-/// socket report `EPOLLERR` alone, so a flow would never hear of it; so the socket is an
-/// `AsyncFd` waited on for readability *or* an error. (Windows reports the error as readable.)
+/// A connected datagram socket on tokio's reactor. On Unix not `tokio::net::UdpSocket`, for
+/// two reasons:
+///
+/// - its reads wait for readability only, and a socket error (ICMP port unreachable) makes a
+///   Linux socket report `EPOLLERR` alone, so a flow would never hear of it; so the socket is
+///   an `AsyncFd` waited on for readability *or* an error. (Windows reports the error as
+///   readable.)
+/// - it is registered for writability too, and a UDP socket reports write space after every
+///   datagram it sends (Linux's `sock_def_write_space` runs whenever a sent buffer is freed,
+///   which on loopback is at once): each send woke a worker parked in `epoll_wait` for an
+///   event no task waits for. On a 2-core machine that halved UDP upload with two workers.
+///   So the socket is registered for readability only, and sends go straight to the socket;
+///   only a send that finds no room registers a second descriptor of the same socket for
+///   writability, for as long as it waits ([`TokioDatagram::wait_writable`]).
 #[derive(Debug)]
 pub struct TokioDatagram {
     #[cfg(unix)]
@@ -125,11 +135,10 @@ impl TokioDatagram {
         socket.set_nonblocking(true)?;
         #[cfg(unix)]
         {
-            let interest = Interest::READABLE | Interest::WRITABLE;
             // SAFETY: the `AsyncFd` owns the socket, which holds its descriptor from creation
             // to drop and never replaces it: it stays open, and the same socket, for as long
             // as the `AsyncFd` is registered.
-            let io = unsafe { AsyncFd::register_with_interest(socket, interest) }
+            let io = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
                 .map_err(io::Error::from)?;
             Ok(TokioDatagram { io })
         }
@@ -137,6 +146,40 @@ impl TokioDatagram {
         Ok(TokioDatagram {
             io: tokio::net::UdpSocket::from_std(socket)?,
         })
+    }
+}
+
+#[cfg(unix)]
+impl TokioDatagram {
+    /// Runs `send` on the socket until it does not find the socket full, waiting for room
+    /// ([`wait_writable`](Self::wait_writable)) after each time it does.
+    async fn send_with<T>(
+        &self,
+        mut send: impl FnMut(&UdpSocket) -> io::Result<T>,
+    ) -> io::Result<T> {
+        loop {
+            match send(self.io.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_writable().await?,
+                done => return done,
+            }
+        }
+    }
+
+    /// Waits until the socket has room to send. A second descriptor of the socket is
+    /// registered with the reactor for writability for the wait and closed after it: the
+    /// kernel's write-space events then reach the reactor only while a sender waits for them.
+    /// Registering reports a socket that already has room at once (`epoll_ctl` polls it), so
+    /// room made between the failed send and the registration is not missed.
+    #[allow(unsafe_code)]
+    async fn wait_writable(&self) -> io::Result<()> {
+        use std::os::fd::AsFd;
+        let fd = self.io.get_ref().as_fd().try_clone_to_owned()?;
+        // SAFETY: the `AsyncFd` owns `fd` (a descriptor of its own, from `dup`), which stays
+        // open and unchanged until the `AsyncFd` is dropped, deregistering it first.
+        let writer = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) }
+            .map_err(io::Error::from)?;
+        let _ready = writer.writable().await?;
+        Ok(())
     }
 }
 
@@ -166,20 +209,14 @@ impl KernelDatagram for TokioDatagram {
 
     async fn send(&self, datagram: &[u8]) -> io::Result<usize> {
         #[cfg(unix)]
-        return self
-            .io
-            .async_io(Interest::WRITABLE, |s| s.send(datagram))
-            .await;
+        return self.send_with(|s| s.send(datagram)).await;
         #[cfg(windows)]
         return self.io.send(datagram).await;
     }
 
     async fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
         #[cfg(unix)]
-        return self
-            .io
-            .async_io(Interest::WRITABLE, |s| send_batch(s, datagrams))
-            .await;
+        return self.send_with(|s| send_batch(s, datagrams)).await;
         #[cfg(windows)]
         return match datagrams.first() {
             Some(d) => self.io.send(d).await.map(|_| 1),
@@ -188,8 +225,8 @@ impl KernelDatagram for TokioDatagram {
     }
 
     fn try_send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
-        // Not through the `AsyncFd`'s readiness: a `WouldBlock` here leaves it as it is, and
-        // the flow's own task (which waits on it) finds out for itself.
+        // Straight to the socket (it is not registered for writability): a `WouldBlock` here
+        // is the caller's to handle (the flow table queues the rest for the flow's task).
         #[cfg(unix)]
         return send_batch(self.io.get_ref(), datagrams);
         #[cfg(windows)]
@@ -197,5 +234,70 @@ impl KernelDatagram for TokioDatagram {
             Some(d) => self.io.try_send(d).map(|_| 1),
             None => Ok(0),
         };
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::test_netns::{in_new_netns, run};
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    /// A send that finds the socket's buffer full waits for room and then sends: the socket
+    /// sends through a token bucket of 1 Mbit/s (on a TUN device nobody reads, in a namespace
+    /// of the test's own), so its smallest send buffer fills after a few datagrams and empties
+    /// slowly.
+    #[test]
+    fn a_send_that_finds_the_socket_full_waits_for_room_then_sends() {
+        in_new_netns(|| {
+            let device = Device::create("slowq%d", 1500, false).expect("creating a TUN device");
+            let name = device.name().to_owned();
+            run("ip", &["addr", "add", "198.18.7.1/24", "dev", &name]);
+            run("ip", &["link", "set", &name, "up"]);
+            let tbf = ["rate", "1mbit", "burst", "1600", "limit", "30000"];
+            run(
+                "tc",
+                &[&["qdisc", "add", "dev", &name, "root", "tbf"][..], &tbf].concat(),
+            );
+            let socket = UdpSocket::bind((Ipv4Addr::new(198, 18, 7, 1), 0)).unwrap();
+            socket2::SockRef::from(&socket)
+                .set_send_buffer_size(1)
+                .unwrap();
+            socket.connect((Ipv4Addr::new(198, 18, 7, 2), 9)).unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let socket = TokioDatagram::new(socket).unwrap();
+                let datagram: &[u8] = &[7u8; 1000];
+                let mut accepted = 0;
+                loop {
+                    match socket.try_send_batch(&[datagram]) {
+                        Ok(n) => accepted += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("send failed: {e}"),
+                    }
+                    assert!(accepted < 100, "the send buffer never filled");
+                }
+                // The socket is full: each of these must wait for the queue to drain a
+                // datagram, be woken, and send.
+                let patience = Duration::from_secs(10);
+                for _ in 0..3 {
+                    let sent = tokio::time::timeout(patience, socket.send_batch(&[datagram; 2]))
+                        .await
+                        .expect("a batch waiting for room was never woken")
+                        .unwrap();
+                    assert!((1..=2).contains(&sent), "sent {sent} of 2");
+                }
+                let sent = tokio::time::timeout(patience, socket.send(datagram))
+                    .await
+                    .expect("a send waiting for room was never woken")
+                    .unwrap();
+                assert_eq!(sent, datagram.len());
+            });
+            drop(device);
+        });
     }
 }
