@@ -213,16 +213,34 @@ fn tun_forward_smol_each_dial_failure_reaches_the_client_as_its_errno() {
     each_dial_failure_reaches_the_client_as_its_errno(tun_forward_smol_binary);
 }
 
+/// What the IPv6 destination of [`happy_eyeballs`] does with the forwarder's dial.
+#[derive(Clone, Copy)]
+enum Ipv6Upstream {
+    /// Nothing listens there: the dial is refused at once.
+    Closed,
+    /// A black hole (every SYN dropped): the dial fails when the forwarder's dial timeout runs
+    /// out.
+    BlackHoled,
+}
+
 /// `curl --resolve web.test:PORT:[fd00::10],198.19.0.10`: the server listens on IPv4 only, so
-/// the IPv6 address is refused. Dialing first, the refusal reaches curl's `connect()` and its
-/// Happy Eyeballs falls back to IPv4; accepting first, curl is "connected" over IPv6 and then
-/// reset (exit 56), and never tries IPv4.
-fn happy_eyeballs(binary: fn() -> PathBuf, extra: &'static [&'static str]) -> (i32, String) {
+/// the IPv6 address does not answer (`v6` says how). Dialing first, the failure reaches curl's
+/// `connect()` and its Happy Eyeballs falls back to IPv4; accepting first, curl is "connected"
+/// over IPv6 and then reset (exit 56), and never tries IPv4.
+fn happy_eyeballs(
+    binary: fn() -> PathBuf,
+    extra: &'static [&'static str],
+    v6: Ipv6Upstream,
+) -> (i32, String) {
     let (tx, rx) = std::sync::mpsc::channel();
     with_forwarder(binary, extra, move |_| async move {
         let port = http_server("127.0.0.1:0".parse().unwrap(), "hello")
             .await
             .port();
+        let _hole = match v6 {
+            Ipv6Upstream::Closed => None,
+            Ipv6Upstream::BlackHoled => Some(black_hole(format!("[::1]:{port}").parse().unwrap())),
+        };
         let resolve = format!("web.test:{port}:[fd00::10],198.19.0.10");
         let url = format!("http://web.test:{port}/");
         let out = tokio::task::spawn_blocking(move || {
@@ -246,8 +264,12 @@ fn happy_eyeballs(binary: fn() -> PathBuf, extra: &'static [&'static str]) -> (i
     rx.recv().unwrap()
 }
 
-fn happy_eyeballs_falls_back_to_ipv4(binary: fn() -> PathBuf) {
-    let (code, out) = happy_eyeballs(binary, &[]);
+fn happy_eyeballs_falls_back_to_ipv4(
+    binary: fn() -> PathBuf,
+    extra: &'static [&'static str],
+    v6: Ipv6Upstream,
+) {
+    let (code, out) = happy_eyeballs(binary, extra, v6);
     assert_eq!(code, 0, "curl failed: {out}");
     assert_eq!(out, "hello via 198.19.0.10", "curl's output");
 }
@@ -255,21 +277,37 @@ fn happy_eyeballs_falls_back_to_ipv4(binary: fn() -> PathBuf) {
 #[test]
 fn tun_forward_dual_stack_client_falls_back_from_refused_ipv6_to_ipv4() {
     let _load = shared();
-    happy_eyeballs_falls_back_to_ipv4(tun_forward_binary);
+    happy_eyeballs_falls_back_to_ipv4(tun_forward_binary, &[], Ipv6Upstream::Closed);
 }
 
 #[test]
 fn tun_forward_smol_dual_stack_client_falls_back_from_refused_ipv6_to_ipv4() {
     let _load = shared();
-    happy_eyeballs_falls_back_to_ipv4(tun_forward_smol_binary);
+    happy_eyeballs_falls_back_to_ipv4(tun_forward_smol_binary, &[], Ipv6Upstream::Closed);
 }
 
-/// The same client through `--accept-first` fails: the case dialing first fixes (and proof
-/// that the test above can fail).
+/// The dial timeout of the pair below: long enough for curl to see its IPv6 connection
+/// established (accepting first) and send its request before the reset, short against curl's
+/// Happy Eyeballs timeout (5 s).
+const SLOW_FAILURE: &[&str] = &["--dial-timeout", "1"];
+
+#[test]
+fn tun_forward_dual_stack_client_falls_back_from_black_holed_ipv6_to_ipv4() {
+    let _load = shared();
+    happy_eyeballs_falls_back_to_ipv4(tun_forward_binary, SLOW_FAILURE, Ipv6Upstream::BlackHoled);
+}
+
+/// The same client through `--accept-first` fails: the case dialing first fixes, and proof
+/// that the tests above can fail. Its IPv6 destination is black-holed, not closed: a refusal
+/// reaches the forwarder within microseconds, and its reset then sometimes reaches the client
+/// before curl has looked at its connection, which curl takes for a failed `connect()` and
+/// falls back (a race this test lost one time in four with a closed port). A dial that fails
+/// after a second resets an established connection on which curl has sent its request.
 #[test]
 fn tun_forward_accept_first_breaks_the_dual_stack_fallback() {
     let _load = shared();
-    let (code, out) = happy_eyeballs(tun_forward_binary, &["--accept-first"]);
+    let extra = &["--accept-first", "--dial-timeout", "1"];
+    let (code, out) = happy_eyeballs(tun_forward_binary, extra, Ipv6Upstream::BlackHoled);
     assert_ne!(code, 0, "curl succeeded accepting first: {out}");
     assert!(!out.contains("hello"), "{out}");
 }
