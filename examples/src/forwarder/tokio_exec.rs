@@ -119,7 +119,7 @@ impl KernelStream for tokio::net::TcpStream {
 ///   event no task waits for. On a 2-core machine that halved UDP upload with two workers.
 ///   So the socket is registered for readability only, and sends go straight to the socket;
 ///   only a send that finds no room registers a second descriptor of the same socket for
-///   writability, for as long as it waits ([`TokioDatagram::wait_writable`]).
+///   writability, for as long as it waits (`TokioDatagram::wait_writable`).
 #[derive(Debug)]
 pub struct TokioDatagram {
     #[cfg(unix)]
