@@ -115,11 +115,11 @@ impl KernelStream for tokio::net::TcpStream {
 ///   readable.)
 /// - it is registered for writability too, and a UDP socket reports write space after every
 ///   datagram it sends (Linux's `sock_def_write_space` runs whenever a sent buffer is freed,
-///   which on loopback is at once): each send woke a worker parked in `epoll_wait` for an
-///   event no task waits for. On a 2-core machine that halved UDP upload with two workers.
-///   So the socket is registered for readability only, and sends go straight to the socket;
-///   only a send that finds no room registers a second descriptor of the same socket for
-///   writability, for as long as it waits (`TokioDatagram::wait_writable`).
+///   which on loopback is at once), so each send woke a worker parked in `epoll_wait` for an
+///   event no task waits for: about 30 % of the forwarder's CPU in a UDP upload on a 2-core
+///   machine (BENCHMARKS.md, run I). This socket is registered for readability only, and
+///   sends go straight to it; only a send that finds no room registers a second descriptor of
+///   the same socket for writability, for as long as it waits (`TokioDatagram::wait_writable`).
 #[derive(Debug)]
 pub struct TokioDatagram {
     #[cfg(unix)]
