@@ -1811,6 +1811,9 @@ impl<'a> Socket<'a> {
         let segment_end = repr.seq_number + repr.payload.len();
 
         let mut ack_beyond_window = false;
+        // netstack patch: whether data at the end of the segment lay beyond the window and
+        // was left out (see the FIN below).
+        let mut data_beyond_window = false;
         let (payload, payload_offset) = match self.state {
             // In LISTEN and SYN-SENT states, we have not yet synchronized with the remote end.
             State::Listen | State::SynSent => (&[][..], 0),
@@ -1890,6 +1893,7 @@ impl<'a> Socket<'a> {
                 } else if segment_in_window {
                     let overlap_start = window_start.max(segment_start);
                     let overlap_end = window_end.min(segment_end);
+                    data_beyond_window = overlap_end < segment_end;
 
                     // the checks done above imply this.
                     debug_assert!(overlap_start <= overlap_end);
@@ -1984,7 +1988,11 @@ impl<'a> Socket<'a> {
 
         // If a FIN is received at the end of the current segment, but
         // we have a hole in the assembler before the current segment, disregard this FIN.
-        if control == TcpControl::Fin && window_start < segment_start {
+        // netstack patch: likewise when the end of the segment's data lay beyond the window
+        // and was left out. The FIN follows those bytes; taking it would end the stream
+        // without them (the peer may send into a window we shrank since: window-scale
+        // rounding moves its right edge back). The peer resends them with its FIN.
+        if control == TcpControl::Fin && (window_start < segment_start || data_beyond_window) {
             tcp_trace!(
                 "ignoring FIN because we don't have full data yet. window_start={} segment_start={}",
                 window_start,
@@ -8401,6 +8409,58 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_netstack_patch_fin_after_data_beyond_the_window_is_not_taken() {
+        // We advertised 4 bytes of window; the peer's last segment carries 6 bytes and its FIN
+        // (it had been given a larger window before ours shrank).
+        let mut s = socket_established();
+        s.remote_last_win = 4;
+        let _ = send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                control: TcpControl::Fin,
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            },
+        );
+        assert_eq!(
+            s.state,
+            State::Established,
+            "the FIN after \"ef\" was taken"
+        );
+        assert_eq!(s.recv_queue(), 4);
+        // Our ACK covers the 4 bytes, not the FIN, and opens the window.
+        recv!(
+            s,
+            time 20,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 4),
+                window_len: 60,
+                ..RECV_TEMPL
+            }]
+        );
+        // The peer resends what was left out, with its FIN: now the stream ends whole.
+        let _ = send(
+            &mut s,
+            Instant::from_millis(20),
+            &TcpRepr {
+                control: TcpControl::Fin,
+                seq_number: REMOTE_SEQ + 1 + 4,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"ef"[..],
+                ..SEND_TEMPL
+            },
+        );
+        assert_eq!(s.state, State::CloseWait);
+        let mut data = [0u8; 8];
+        assert_eq!(s.recv_slice(&mut data), Ok(6));
+        assert_eq!(&data[..6], b"abcdef");
     }
 
     #[test]
