@@ -71,14 +71,21 @@ impl ForwarderProcess {
     /// Runs `test(pid)` on a thread of its own, in a new network namespace with the forwarder at
     /// `binary` started there with `args` ([`start_in_new_netns`](Self::start_in_new_netns));
     /// then stops it, checks that it exited cleanly and returns its stderr (its counters). A
-    /// panic of `test` is the caller's.
+    /// panic of `test` is the caller's, after the forwarder's stderr is printed (its counters
+    /// say where a missing packet went).
     pub fn run_in_new_netns<T>(binary: PathBuf, args: Vec<&'static str>, test: T) -> String
     where
         T: FnOnce(u32) + Send + 'static,
     {
         std::thread::spawn(move || {
             let fwd = ForwarderProcess::start_in_new_netns(&binary, &args);
-            test(fwd.pid());
+            let pid = fwd.pid();
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(pid)))
+            {
+                let (status, stderr) = fwd.interrupt();
+                eprintln!("the forwarder, stopped after the test failed ({status}):\n{stderr}");
+                std::panic::resume_unwind(panic);
+            }
             let (status, stderr) = fwd.interrupt();
             assert!(
                 status.success(),
