@@ -80,13 +80,12 @@ impl ForwarderProcess {
         std::thread::spawn(move || {
             let fwd = ForwarderProcess::start_in_new_netns(&binary, &args);
             let pid = fwd.pid();
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(pid)))
-            {
-                let (status, stderr) = fwd.interrupt();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(pid)));
+            let (status, stderr) = fwd.interrupt();
+            if let Err(panic) = outcome {
                 eprintln!("the forwarder, stopped after the test failed ({status}):\n{stderr}");
                 std::panic::resume_unwind(panic);
             }
-            let (status, stderr) = fwd.interrupt();
             assert!(
                 status.success(),
                 "the forwarder exited with {status}: {stderr}"

@@ -116,10 +116,10 @@ pub struct Config {
     /// TUN device on two cores, this more than tripled the UDP a forwarder delivered, see
     /// BENCHMARKS.md). IP fragments wait for room like datagrams (a fragment's length
     /// standing for the datagram it may complete). Every packet behind the held datagram
-    /// waits too, TCP segments included, so this is also the longest a slow UDP reader can delay other traffic: the
-    /// wait ends as soon as the reader has drained the queue to half; a reader that has not
-    /// done so in time makes the stack drop (and count, `drops.udp_queue_full`) datagrams
-    /// without waiting until it has.
+    /// waits too, TCP segments included, so this is also the longest a slow UDP reader can
+    /// delay other traffic: the wait ends as soon as the reader has drained the queue to half;
+    /// a reader that has not done so in time makes the stack drop (and count,
+    /// `drops.udp_queue_full`) datagrams without waiting until it has.
     pub udp_hold: Option<Duration>,
     /// TTL / hop limit of the packets the stack builds itself (UDP, ICMP). Default 64.
     pub hop_limit: u8,
