@@ -17,6 +17,18 @@ use crate::tun_device::Device;
 const SYN_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 /// The stack's default SYN timeout, which a shorter dial timeout keeps.
 const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default receive and send buffer of each TCP connection. The receive buffer is the window a
+/// client may fill before it waits for the relay, the send buffer the bytes in flight to it: at
+/// 256 KiB a single flow through a TUN device with offloads ran at 25 Gbit/s up and 31 down,
+/// at 1 MiB at 34–35 both ways, about the kernel-terminated relay's speed (BENCHMARKS.md, run
+/// J). Idle connections cost the same RSS either way (untouched pages are free); the price is
+/// page tables, about 3 KiB more per connection whose buffers were ever touched. A 32-bit
+/// target keeps 256 KiB: 4,096 connections of 2 MiB would not fit its address space.
+pub const DEFAULT_TCP_BUFFER: usize = if usize::BITS >= 64 {
+    1 << 20
+} else {
+    256 << 10
+};
 
 /// Command line of the forwarders.
 #[derive(Parser, Debug, Clone)]
@@ -91,6 +103,12 @@ pub struct Args {
     /// back (it gets new ones with its next bytes); 0 keeps them for the connection's life.
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_seconds_or_zero)]
     pub idle_trim: f64,
+    /// Receive and send buffer of each TCP connection, in bytes (4096..=64 MiB); the receive
+    /// buffer is also the window the client may fill, the send buffer what may be in flight to
+    /// it. Default: 1 MiB (256 KiB on 32-bit targets), or 16 full segments where that is more.
+    /// Pages a connection never fills cost no memory.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..=64 << 20))]
+    pub tcp_buffer: Option<u32>,
 }
 
 /// Parses a finite number of seconds in [0, 86400].
@@ -197,10 +215,13 @@ impl Args {
         })
     }
 
-    /// Per-connection TCP buffer size: at least 16 full segments in flight per direction, so
-    /// large MTUs keep their speed, and never less than 256 KiB.
+    /// Per-connection TCP buffer size: `--tcp-buffer`, else [`DEFAULT_TCP_BUFFER`] or 16 full
+    /// segments in flight per direction, whichever is more.
     pub fn tcp_buffer(&self) -> usize {
-        (16 * self.mtu as usize).max(256 * 1024)
+        match self.tcp_buffer {
+            Some(bytes) => bytes as usize,
+            None => (16 * self.mtu as usize).max(DEFAULT_TCP_BUFFER),
+        }
     }
 
     /// Where each flow goes.
@@ -240,7 +261,9 @@ impl Args {
             .max_connections(self.max_connections)
             .accept_queue(self.accept_queue)
             // The connection cap is the limit users set here; size the byte budget to match it.
-            .tcp_buffer_budget(self.max_connections * 2 * self.tcp_buffer())
+            // (Saturating: on a 32-bit target a large `--tcp-buffer` times the cap exceeds
+            // `usize`.)
+            .tcp_buffer_budget(self.max_connections.saturating_mul(2 * self.tcp_buffer()))
             .icmp_echo(match self.icmp {
                 IcmpMode::Reply => IcmpEchoMode::Reply,
                 IcmpMode::Forward => IcmpEchoMode::Deliver,
@@ -315,5 +338,21 @@ mod tests {
         assert_eq!(c.accept_queue, 64);
         assert!(Args::try_parse_from(["fwd", "--tun", "t0", "--runners", "0"]).is_err());
         assert!(Args::try_parse_from(["fwd", "--tun", "t0", "--idle-trim", "-1"]).is_err());
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn tcp_buffers_default_to_a_mebibyte_and_follow_the_flag() {
+        let c = args(&[]).stack_config(true);
+        assert_eq!((c.tcp_rx_buffer, c.tcp_tx_buffer), (1 << 20, 1 << 20));
+        assert_eq!(c.tcp_buffer_budget as u64, 4096 * 2 * (1 << 20));
+        let c = args(&["--tcp-buffer", "262144"]).stack_config(true);
+        assert_eq!((c.tcp_rx_buffer, c.tcp_tx_buffer), (262_144, 262_144));
+        for bad in ["100", "0", "1000000000"] {
+            assert!(
+                Args::try_parse_from(["fwd", "--tun", "t0", "--tcp-buffer", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }
