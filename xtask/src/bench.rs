@@ -1038,6 +1038,7 @@ fn idle_test(
     // idle longer than the forwarder's buffer trim (`--idle-trim`, 2 s by default).
     std::thread::sleep(IDLE_SETTLE);
     result.rss_idle_settled_kib = status_kib(pid, "VmRSS");
+    result.pte_idle_settled_kib = status_kib(pid, "VmPTE");
     // Where the memory of the idle connections is: the relay's mappings, for the logs.
     let smaps = super::target_dir()
         .join("bench/logs")

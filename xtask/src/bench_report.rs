@@ -316,6 +316,9 @@ pub struct IdleResult {
     /// RSS with them open after they sat idle for 5 s more (longer than
     /// `tun_forward`'s default `--idle-trim` of 2 s), before the bulk transfer.
     pub rss_idle_settled_kib: Option<u64>,
+    /// Page tables of the relay (`VmPTE`) at the same moment: memory RSS does not show, which
+    /// grows with the number of buffers ever touched and their spacing.
+    pub pte_idle_settled_kib: Option<u64>,
     /// Peak RSS after the bulk transfer.
     pub peak_rss_kib: Option<u64>,
     /// Upload Gbit/s of each run with them open.
@@ -690,9 +693,9 @@ pub fn markdown(results: &Results, subjects: &[Subject]) -> String {
             "\n## Bulk upload with idle connections open (MTU 1500)\n\n\
              | path | idle connections asked / held / failed | upload Gbit/s with them | \
              upload Gbit/s without | RSS before | RSS with idle, at once | RSS with idle, \
-             after 5 s | peak RSS | note |\n\
-             |---|---|---|---|---|---|---|---|---|\n\
-             | {} | {} / {} / {} | {up} | {base} | {} | {} | {} | {} | {} |",
+             after 5 s | page tables then (VmPTE) | peak RSS | note |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n\
+             | {} | {} / {} / {} | {up} | {base} | {} | {} | {} | {} | {} | {} |",
             name(subjects, &i.subject),
             i.requested,
             i.held,
@@ -700,6 +703,7 @@ pub fn markdown(results: &Results, subjects: &[Subject]) -> String {
             mib(i.rss_before_kib),
             mib(i.rss_idle_kib),
             mib(i.rss_idle_settled_kib),
+            mib(i.pte_idle_settled_kib),
             mib(i.peak_rss_kib),
             cell_text(&i.note)
         );
@@ -795,6 +799,7 @@ pub fn json(results: &Results) -> String {
             "subject": i.subject, "requested": i.requested, "held": i.held, "failed": i.failed,
             "rss_before_kib": i.rss_before_kib, "rss_idle_kib": i.rss_idle_kib,
             "rss_idle_settled_kib": i.rss_idle_settled_kib,
+            "pte_idle_settled_kib": i.pte_idle_settled_kib,
             "peak_rss_kib": i.peak_rss_kib, "gbps": i.gbps, "note": i.note,
         })
     });
