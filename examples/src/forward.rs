@@ -21,9 +21,10 @@ const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(5);
 /// client may fill before it waits for the relay, the send buffer the bytes in flight to it: at
 /// 256 KiB a single flow through a TUN device with offloads ran at 25 Gbit/s up and 31 down,
 /// at 1 MiB at 34–35 both ways, about the kernel-terminated relay's speed (BENCHMARKS.md, run
-/// J). Idle connections cost the same RSS either way (untouched pages are free); the price is
-/// page tables, about 3 KiB more per connection whose buffers were ever touched. A 32-bit
-/// target keeps 256 KiB: 4,096 connections of 2 MiB would not fit its address space.
+/// J). Idle connections cost the same RSS either way (untouched pages are free); the price can
+/// be page tables: 10,000 idle connections held 0.25–40 MiB of them (where the kernel could
+/// free them after the idle trim, and where it could not), against 10 MiB with 256 KiB. A
+/// 32-bit target keeps 256 KiB: 4,096 connections of 2 MiB would not fit its address space.
 pub const DEFAULT_TCP_BUFFER: usize = if usize::BITS >= 64 {
     1 << 20
 } else {
