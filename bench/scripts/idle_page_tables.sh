@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Holds COUNT idle TCP connections through a TUN forwarder and prints its RSS and page tables
+# (VmRSS, VmPTE) once a second for 8 s: what idle connections cost, including the memory RSS
+# leaves out. As `cargo xtask bench`'s idle test, without the bulk transfer after it.
+#
+#   bench/scripts/idle_page_tables.sh BINARY COUNT [forwarder options]
+#   bench/scripts/idle_page_tables.sh target/release/tun_forward 10000 --tcp-buffer 262144
+#
+# Everything runs in a network namespace this script creates and deletes (also on error):
+# `connload serve` on 127.0.0.1:7000 there, the forwarder on tun0 (--redirect 127.0.0.1
+# --max-connections COUNT+256), `connload hold` opening COUNT connections to 198.19.0.20:7000
+# (each verified with a one-byte echo). Needs root, `cargo build --release -p netstack-bench`
+# (for connload) and an open-file limit above COUNT.
+set -euo pipefail
+binary=$(realpath "${1:?usage: $0 BINARY COUNT [forwarder options]}")
+count=${2:?usage: $0 BINARY COUNT [forwarder options]}
+shift 2
+connload=$(realpath "$(dirname "$0")/../../target/release/connload")
+out=$(mktemp -d)
+ns=nsidlepte-$$
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$out"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="1024 65000"
+ip netns exec "$ns" "$connload" serve --listen 127.0.0.1:7000 >/dev/null 2>&1 &
+pids+=($!)
+ip netns exec "$ns" "$binary" --tun tun0 --mtu 1500 --redirect 127.0.0.1 \
+    --max-connections $((count + 256)) "$@" >"$out/fwd.out" 2>"$out/fwd.err" &
+fwd=$!
+pids+=("$fwd")
+for _ in $(seq 100); do
+    grep -qx ready "$out/fwd.out" 2>/dev/null && break
+    sleep 0.1
+done
+grep -qx ready "$out/fwd.out" || { echo "forwarder did not print ready" >&2; exit 1; }
+ip -n "$ns" addr add 198.18.0.1/15 dev tun0
+ip -n "$ns" link set tun0 up
+sleep 0.3
+ip netns exec "$ns" "$connload" hold --target 198.19.0.20:7000 --count "$count" --seconds 60 \
+    >"$out/hold.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 1200); do
+    grep -q "^held" "$out/hold.out" 2>/dev/null && break
+    sleep 0.1
+done
+cat "$out/hold.out"
+for t in 1 2 3 4 5 6 7 8; do
+    sleep 1
+    echo "t=${t}s $(grep -E 'VmRSS|VmPTE' /proc/"$fwd"/status | tr -s ' \t\n' ' ')"
+done
