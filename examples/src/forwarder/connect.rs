@@ -56,6 +56,9 @@ pub struct DialStats {
     /// Dial-first connections whose handshake with the client then failed (the client went
     /// away, or never existed: a spoofed SYN).
     pub handshake_failed: AtomicU64,
+    /// Of the unreachable ones: dials that failed with an error other than a refusal, a
+    /// timeout or an unreachable network or host (reported on stderr at powers of two).
+    pub unexpected: AtomicU64,
 }
 
 impl std::fmt::Display for DialStats {
@@ -63,11 +66,12 @@ impl std::fmt::Display for DialStats {
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         write!(
             f,
-            "dials: connected {}, refused {}, unreachable {}, timed out {}; handshakes failed \
-             after the dial {}",
+            "dials: connected {}, refused {}, unreachable {} (other errors {}), timed out {}; \
+             handshakes failed after the dial {}",
             n(&self.connected),
             n(&self.refused),
             n(&self.unreachable),
+            n(&self.unexpected),
             n(&self.timed_out),
             n(&self.handshake_failed)
         )
@@ -105,11 +109,31 @@ impl Dialer {
             Err(e) => match refusal_for(e) {
                 Refusal::Reset => &self.stats.refused,
                 _ if e.kind() == io::ErrorKind::TimedOut => &self.stats.timed_out,
-                _ => &self.stats.unreachable,
+                _ => {
+                    self.report_unexpected(target, e);
+                    &self.stats.unreachable
+                }
             },
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result
+    }
+
+    /// Reports on stderr a dial error that no destination gives by itself (anything but a
+    /// refusal, a timeout or an unreachable network or host), at powers of two: the client is
+    /// told its host is unreachable, and this says why.
+    fn report_unexpected(&self, target: SocketAddr, e: &io::Error) {
+        let expected = matches!(
+            e.kind(),
+            io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable
+        );
+        if expected {
+            return;
+        }
+        let n = self.stats.unexpected.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            eprintln!("dial {target}: {e} ({n} such dial errors so far)");
+        }
     }
 }
 
