@@ -12,6 +12,8 @@
 # (each verified with a one-byte echo). Needs root, `cargo build --release -p netstack-bench`
 # (for connload) and an open-file limit above COUNT.
 set -euo pipefail
+# shellcheck source=start_forwarder.sh
+. "$(dirname "$0")/start_forwarder.sh"
 binary=$(realpath "${1:?usage: $0 BINARY COUNT [forwarder options]}")
 count=${2:?usage: $0 BINARY COUNT [forwarder options]}
 shift 2
@@ -31,17 +33,8 @@ ip -n "$ns" link set lo up
 ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="1024 65000"
 ip netns exec "$ns" "$connload" serve --listen 127.0.0.1:7000 >/dev/null 2>&1 &
 pids+=($!)
-ip netns exec "$ns" "$binary" --tun tun0 --mtu 1500 --redirect 127.0.0.1 \
-    --max-connections $((count + 256)) "$@" >"$out/fwd.out" 2>"$out/fwd.err" &
-fwd=$!
-pids+=("$fwd")
-for _ in $(seq 100); do
-    grep -qx ready "$out/fwd.out" 2>/dev/null && break
-    sleep 0.1
-done
-grep -qx ready "$out/fwd.out" || { echo "forwarder did not print ready" >&2; exit 1; }
-ip -n "$ns" addr add 198.18.0.1/15 dev tun0
-ip -n "$ns" link set tun0 up
+start_forwarder "$ns" "$out" "$binary" 1500 --max-connections $((count + 256)) "$@" || exit 1
+fwd=$FORWARDER_PID
 sleep 0.3
 ip netns exec "$ns" "$connload" hold --target 198.19.0.20:7000 --count "$count" --seconds 60 \
     >"$out/hold.out" 2>&1 &

@@ -22,6 +22,8 @@
 # Everything runs in a network namespace this script creates and deletes (also on error and
 # Ctrl-C); traffic goes only to 198.18.0.0/15 and loopback inside it. Needs root, iperf3, perf.
 set -euo pipefail
+# shellcheck source=start_forwarder.sh
+. "$(dirname "$0")/start_forwarder.sh"
 
 mode=${1:?usage: $0 stat|record BINARY [SECONDS] [OUTDIR]}
 binary=$(realpath "${2:?usage: $0 stat|record BINARY [SECONDS] [OUTDIR]}")
@@ -51,17 +53,8 @@ in_ns() { ip netns exec "$ns" "$@"; }
 # Started with `ip netns exec` itself (not the in_ns function), so that $! is the program.
 ip netns exec "$ns" iperf3 -s -B 127.0.0.1 -p 5201 >"$out/iperf3-server.log" 2>&1 &
 pids+=($!)
-ip netns exec "$ns" "$binary" --tun tun0 --mtu "$mtu" --redirect 127.0.0.1 >"$out/forwarder.stdout" \
-    2>"$out/forwarder.stderr" &
-forwarder=$!
-pids+=("$forwarder")
-for _ in $(seq 100); do
-    grep -qx ready "$out/forwarder.stdout" 2>/dev/null && break
-    sleep 0.1
-done
-grep -qx ready "$out/forwarder.stdout" || { echo "forwarder did not print ready" >&2; exit 1; }
-ip -n "$ns" addr add 198.18.0.1/15 dev tun0
-ip -n "$ns" link set tun0 up
+start_forwarder "$ns" "$out" "$binary" "$mtu" || exit 1
+forwarder=$FORWARDER_PID
 sleep 0.5
 
 # CPU seconds (user + system) of the forwarder, from /proc/PID/stat.

@@ -15,6 +15,8 @@
 # iperf3's server on 127.0.0.1 there, the forwarder on tun0 (--redirect 127.0.0.1), the client
 # connecting to 198.19.0.10. Needs root, iperf3 and (for the profile) perf.
 set -euo pipefail
+# shellcheck source=start_forwarder.sh
+. "$(dirname "$0")/start_forwarder.sh"
 binary=$(realpath "${1:?usage: $0 BINARY MTU OUTDIR [iperf3 options]}")
 mtu=${2:?usage: $0 BINARY MTU OUTDIR [iperf3 options]}
 out=${3:?usage: $0 BINARY MTU OUTDIR [iperf3 options]}
@@ -33,16 +35,7 @@ ip -n "$ns" link set lo up
 ip netns exec "$ns" iperf3 -s -B 127.0.0.1 -p 5201 >/dev/null 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2086 # FWD_ARGS is a list of options
-ip netns exec "$ns" "$binary" --tun tun0 --mtu "$mtu" --redirect 127.0.0.1 ${FWD_ARGS:-} \
-    >"$out/fwd.out" 2>"$out/fwd.err" &
-pids+=($!)
-for _ in $(seq 100); do
-    grep -qx ready "$out/fwd.out" 2>/dev/null && break
-    sleep 0.1
-done
-grep -qx ready "$out/fwd.out" || { echo "forwarder did not print ready" >&2; exit 1; }
-ip -n "$ns" addr add 198.18.0.1/15 dev tun0
-ip -n "$ns" link set tun0 up
+start_forwarder "$ns" "$out" "$binary" "$mtu" ${FWD_ARGS:-} || exit 1
 sleep 0.3
 perf_pid=
 if [ "${PERF:-1}" = 1 ]; then
