@@ -506,6 +506,9 @@ pub struct Socket<'a> {
     /// The sending window scaling factor advertised to remotes which support RFC 1323.
     /// It is zero if the window <= 64KiB and/or the remote does not support it.
     remote_win_shift: u8,
+    /// netstack patch: the largest receive buffer the socket may grow to (see
+    /// `set_recv_capacity_max`); 0 until set.
+    rx_capacity_max: usize,
     /// The remote window size, relative to local_seq_no
     /// I.e. we're allowed to send octets until local_seq_no+remote_win_len
     remote_win_len: usize,
@@ -625,6 +628,7 @@ impl<'a> Socket<'a> {
             remote_last_win: 0,
             remote_win_len: 0,
             remote_win_shift: rx_cap_log2.saturating_sub(16) as u8,
+            rx_capacity_max: 0,
             remote_win_scale: None,
             remote_has_sack: false,
             remote_mss: DEFAULT_MSS,
@@ -951,8 +955,9 @@ impl<'a> Socket<'a> {
     }
 
     fn reset(&mut self) {
-        let rx_cap_log2 =
-            mem::size_of::<usize>() * 8 - self.rx_buffer.capacity().leading_zeros() as usize;
+        // netstack patch: the window scale fits the largest the buffer may grow to.
+        let rx_capacity = self.rx_buffer.capacity().max(self.rx_capacity_max);
+        let rx_cap_log2 = mem::size_of::<usize>() * 8 - rx_capacity.leading_zeros() as usize;
 
         self.state = State::Closed;
         self.timer = Timer::new();
@@ -1300,6 +1305,46 @@ impl<'a> Socket<'a> {
         let old_rx = core::mem::replace(&mut self.rx_buffer, rx);
         let old_tx = core::mem::replace(&mut self.tx_buffer, tx);
         Ok((old_rx, old_tx))
+    }
+
+    /// netstack patch: lets the receive buffer grow to `max` bytes (at most 1 GiB) with
+    /// [`grow_recv_buffer`](Self::grow_recv_buffer). The window scale offered in the SYN is
+    /// chosen for it, so it takes effect at the next `listen` or `connect`.
+    pub fn set_recv_capacity_max(&mut self, max: usize) {
+        self.rx_capacity_max = max.min(1 << 30);
+    }
+
+    /// netstack patch: moves the received data (in order and out of order) into `rx`, a
+    /// larger buffer, and returns the old one. The window then grows by the difference. Hands
+    /// `rx` back, changing nothing, if it is smaller than the current buffer, larger than the
+    /// window scale in use can announce (`65535 << shift`: a peer that did not agree to
+    /// window scaling never gets more than 64 KiB), or larger than 1 GiB.
+    pub fn grow_recv_buffer(
+        &mut self,
+        rx: SocketBuffer<'a>,
+    ) -> Result<SocketBuffer<'a>, SocketBuffer<'a>> {
+        let announceable = 65535usize << self.remote_win_shift;
+        if rx.capacity() > announceable || rx.capacity() > (1 << 30) {
+            return Err(rx);
+        }
+        self.rx_buffer.grow(rx)
+    }
+
+    /// netstack patch: moves the data waiting to be sent or acknowledged into `tx`, a larger
+    /// buffer, and returns the old one; hands `tx` back, changing nothing, if it is smaller
+    /// than the current one.
+    pub fn grow_send_buffer(
+        &mut self,
+        tx: SocketBuffer<'a>,
+    ) -> Result<SocketBuffer<'a>, SocketBuffer<'a>> {
+        self.tx_buffer.grow(tx)
+    }
+
+    /// netstack patch: the window the peer last announced, in bytes (scaled): how much the
+    /// socket may have in flight.
+    #[inline]
+    pub fn remote_window(&self) -> usize {
+        self.remote_win_len
     }
 
     /// Return the maximum number of bytes inside the transmit buffer.
@@ -3769,6 +3814,106 @@ mod test {
             }
         );
         assert_eq!(s.recv_slice(&mut [0; 8]), Ok(3));
+    }
+
+    // netstack patch: a socket allowed to grow its receive buffer offers the window scale of
+    // the largest one, and no buffer grows past what that scale can announce.
+    #[test]
+    fn test_netstack_patch_grown_buffer_window_scale() {
+        let mut s = socket_with_buffer_sizes(64, 64);
+        s.set_recv_capacity_max(1 << 20);
+        s.listen(LOCAL_PORT).unwrap();
+        assert_eq!(s.remote_win_shift, 5, "the scale of a 1 MiB buffer");
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        assert_eq!(s.remote_win_shift, 0);
+        assert!(
+            s.grow_recv_buffer(SocketBuffer::new(vec![0; 65536]))
+                .is_err(),
+            "no scale, no window above 64 KiB"
+        );
+        assert!(s.grow_recv_buffer(SocketBuffer::new(vec![0; 32])).is_err());
+        assert!(s.grow_send_buffer(SocketBuffer::new(vec![0; 32])).is_err());
+        assert_eq!((s.recv_capacity(), s.send_capacity()), (64, 64));
+    }
+
+    // netstack patch: growing the buffers keeps the data where the sequence numbers say it is:
+    // in order and out of order in the receive buffer, sent and unsent in the send buffer.
+    #[test]
+    fn test_netstack_patch_grow_buffers_keeps_data() {
+        let mut s = socket_established_with_buffer_sizes(64, 64);
+        s.remote_win_len = 1024;
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abc"[..],
+                ..SEND_TEMPL
+            }
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"xyz"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                ..RECV_TEMPL
+            })
+        );
+        s.send_slice(b"12345").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                payload: &b"12345"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        s.send_slice(b"678").unwrap();
+        let old = s.grow_recv_buffer(SocketBuffer::new(vec![0; 128])).unwrap();
+        assert_eq!(old.capacity(), 64);
+        let old = s.grow_send_buffer(SocketBuffer::new(vec![0; 256])).unwrap();
+        assert_eq!(old.capacity(), 64);
+        assert_eq!((s.recv_capacity(), s.send_capacity()), (128, 256));
+        assert_eq!((s.recv_queue(), s.send_queue()), (3, 8));
+        // The gap is filled: the out-of-order bytes kept their place.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1 + 5),
+                payload: &b"def"[..],
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 5,
+                ack_number: Some(REMOTE_SEQ + 1 + 9),
+                window_len: 119,
+                ..RECV_TEMPL
+            })
+        );
+        let mut got = [0u8; 16];
+        assert_eq!(s.recv_slice(&mut got), Ok(9));
+        assert_eq!(&got[..9], b"abcdefxyz");
+        // The unsent bytes follow the acknowledged ones, in the larger window.
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 5,
+                ack_number: Some(REMOTE_SEQ + 1 + 9),
+                window_len: 128,
+                payload: &b"678"[..],
+                ..RECV_TEMPL
+            }]
+        );
     }
 
     #[test]

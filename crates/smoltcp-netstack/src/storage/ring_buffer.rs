@@ -399,6 +399,30 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
         self.length -= count;
         self.read_at = self.get_idx(count);
     }
+
+    /// netstack patch: moves the ring into `larger`, a ring at least as large (whose contents
+    /// are disregarded), and returns the old ring; otherwise hands `larger` back and changes
+    /// nothing. The whole ring is copied from the read position on, its unallocated part
+    /// included (a TCP receive buffer keeps out-of-order data there), so every offset relative
+    /// to the read position stays valid.
+    pub fn grow(
+        &mut self,
+        mut larger: RingBuffer<'a, T>,
+    ) -> Result<RingBuffer<'a, T>, RingBuffer<'a, T>>
+    where
+        T: Copy,
+    {
+        let capacity = self.capacity();
+        if larger.capacity() < capacity {
+            return Err(larger);
+        }
+        let (head, tail) = self.storage.split_at(self.read_at);
+        larger.storage[..tail.len()].copy_from_slice(tail);
+        larger.storage[tail.len()..capacity].copy_from_slice(head);
+        larger.read_at = 0;
+        larger.length = self.length;
+        Ok(core::mem::replace(self, larger))
+    }
 }
 
 impl<'a, T: 'a> From<ManagedSlice<'a, T>> for RingBuffer<'a, T> {
@@ -799,5 +823,32 @@ mod test {
 
         let large = ring.enqueue_many(8);
         assert_eq!(large.len(), 8);
+    }
+
+    // netstack patch: growing keeps the allocated and the unallocated contents at their
+    // offsets from the read position, wrapped or not.
+    #[test]
+    fn test_grow_keeps_contents_at_their_offsets() {
+        let mut ring = RingBuffer::new(vec![0u8; 8]);
+        assert_eq!(ring.enqueue_slice(b"abcdef"), 6);
+        assert_eq!(ring.dequeue_slice(&mut [0; 4]), 4);
+        assert_eq!(ring.enqueue_slice(b"ghij"), 4); // wraps: "efghij", read_at 4
+        assert_eq!(ring.write_unallocated(1, b"z"), 1); // out of order, after a gap of 1
+        assert!(
+            ring.grow(RingBuffer::new(vec![0u8; 4])).is_err(),
+            "smaller ring"
+        );
+        let old = ring
+            .grow(RingBuffer::new(vec![0u8; 16]))
+            .expect("larger ring");
+        assert_eq!(old.capacity(), 8);
+        assert_eq!(ring.capacity(), 16);
+        assert_eq!(ring.len(), 6);
+        assert_eq!(ring.window(), 10);
+        ring.enqueue_unallocated(2);
+        let mut out = [0u8; 8];
+        assert_eq!(ring.dequeue_slice(&mut out), 8);
+        assert_eq!(&out[..6], b"efghij");
+        assert_eq!(out[7], b'z');
     }
 }
