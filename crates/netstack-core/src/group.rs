@@ -20,6 +20,7 @@ use crate::outbox::Outbox;
 use crate::packet::Packet;
 use crate::shard::Shard;
 use crate::stats::Stats;
+use crate::tcp::budget::BufferBudget;
 use crate::tcp::connection::ConnId;
 use crate::tcp::cookie::CookieJar;
 use crate::waker::{WakeBatch, WakerList, WakerSlot};
@@ -104,6 +105,15 @@ impl Group {
             segments_in: (0, 0),
             config,
         }
+    }
+
+    /// The group's TCP buffer budget as it stands: the bytes all its shards' buffers hold.
+    pub(crate) fn buffer_budget(&self) -> BufferBudget {
+        let (used, grown) = self.shards.iter().fold((0, 0), |(u, g), s| {
+            (u + s.tcp.buffer_bytes(), g + s.tcp.grown_bytes())
+        });
+        BufferBudget::new(used, self.config.tcp_buffer_budget)
+            .with_growth(grown, self.config.growth_limit())
     }
 
     /// The local index of global shard `shard`.

@@ -15,6 +15,7 @@ use crate::device::LinkDevice;
 use crate::group::Group;
 use crate::packet::Packet;
 use crate::shard::{shard_of, Shard};
+use crate::tcp::budget::BufferBudget;
 use crate::tcp::table::SynOutcome;
 use crate::waker::WakeBatch;
 
@@ -114,9 +115,16 @@ impl Group {
         let i = self.local(shard_of(&tuple, self.config.tcp_shards));
         let mut created = None;
         if header.is_syn() {
-            let totals = self.shards.iter().fold((0, 0), |(n, s), shard| {
-                (n + shard.tcp.len(), s + shard.tcp.syn_received())
-            });
+            let (total, syn_received, bytes) =
+                self.shards.iter().fold((0, 0, 0), |(n, s, b), shard| {
+                    (
+                        n + shard.tcp.len(),
+                        s + shard.tcp.syn_received(),
+                        b + shard.tcp.buffer_bytes(),
+                    )
+                });
+            let budget = BufferBudget::new(bytes, self.config.tcp_buffer_budget);
+            let totals = (total, syn_received, budget);
             let shard = &mut self.shards[i];
             match shard
                 .tcp

@@ -29,7 +29,7 @@ use crate::pass::RunnerStatus;
 use crate::shared::Shared;
 use crate::stats::Stats;
 use crate::tcp::connection::{Accepted, ConnId};
-use crate::tcp::table::TcpTable;
+use crate::tcp::table::{Grow, TcpTable};
 use crate::time::Clock;
 use crate::waker::WakeBatch;
 
@@ -279,6 +279,34 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             let i = group.local(id.shard());
             let shard = &mut group.shards[i];
             let (r, service) = f(&mut shard.tcp, &mut shard.sockets, wake);
+            if service {
+                group.schedule(i, wake);
+            }
+            r
+        })
+    }
+
+    /// As [`Self::with_connection`], for a read or a write: `f` also says which buffer of the
+    /// connection it found worth growing, and this grows it against the group's budget
+    /// (a grown receive buffer has a window to announce: the runner services the shard).
+    pub(crate) fn with_connection_growing<R>(
+        &self,
+        id: ConnId,
+        f: impl FnOnce(&mut TcpTable, &mut SocketSet<'static>, &mut WakeBatch) -> (R, bool, Grow),
+    ) -> R {
+        self.with_group(self.group_of(id.shard()), |group, wake| {
+            let i = group.local(id.shard());
+            let shard = &mut group.shards[i];
+            let (r, mut service, grow) = f(&mut shard.tcp, &mut shard.sockets, wake);
+            if grow != Grow::No {
+                let budget = group.buffer_budget();
+                let shard = &mut group.shards[i];
+                let grew =
+                    shard
+                        .tcp
+                        .grow(id, grow, budget, &group.config, &mut shard.sockets, wake);
+                service |= grew && grow == Grow::Recv;
+            }
             if service {
                 group.schedule(i, wake);
             }

@@ -109,6 +109,11 @@ pub struct TcpStats {
     pub refused_memory_budget: u64,
     /// SYNs refused with RST because the SYN backlog was full (with `syn_cookies` off).
     pub refused_syn_backlog: u64,
+    /// Times a connection's receive or send buffer grew (doubled, up to
+    /// `tcp_rx_buffer_max` / `tcp_tx_buffer_max`).
+    pub buffers_grown: u64,
+    /// Times a buffer would have grown but the growth did not fit the buffer budget.
+    pub growth_refused_budget: u64,
     /// SYNs answered with a SYN cookie because the SYN backlog was full.
     pub syn_cookies_sent: u64,
     /// Connections created from an ACK with a valid SYN cookie.
@@ -133,6 +138,9 @@ pub struct TcpStats {
     pub open: u64,
     /// Connections the application dropped that are still closing.
     pub closing: u64,
+    /// Bytes the TCP connections' buffers hold now (their capacities: what counts against
+    /// `tcp_buffer_budget`).
+    pub buffer_bytes: u64,
 }
 
 impl TcpStats {
@@ -147,6 +155,8 @@ impl TcpStats {
         self.syn_cookies_accepted += other.syn_cookies_accepted;
         self.syn_cookies_invalid += other.syn_cookies_invalid;
         self.refused_memory_budget += other.refused_memory_budget;
+        self.buffers_grown += other.buffers_grown;
+        self.growth_refused_budget += other.growth_refused_budget;
         self.refused_accept_queue += other.refused_accept_queue;
         self.syn_expired += other.syn_expired;
         self.duplicate_syns += other.duplicate_syns;
@@ -156,6 +166,7 @@ impl TcpStats {
         self.accept_pending += other.accept_pending;
         self.open += other.open;
         self.closing += other.closing;
+        self.buffer_bytes += other.buffer_bytes;
     }
 }
 
@@ -248,7 +259,8 @@ impl fmt::Display for Stats {
             f,
             "tcp: accepted {}, requests {} (refused by the application {}), refused (limit {}, \
              memory budget {}, backlog {}, accept queue {}), syn cookies (sent {}, accepted {}, \
-             invalid {}), syn expired {}, duplicate syns {}, close expired {}, buffers trimmed {}",
+             invalid {}), syn expired {}, duplicate syns {}, close expired {}, buffers trimmed {}, \
+             buffers grown {} (refused by the budget {})",
             t.accepted,
             t.requests,
             t.refused_by_application,
@@ -262,12 +274,14 @@ impl fmt::Display for Stats {
             t.syn_expired,
             t.duplicate_syns,
             t.close_expired,
-            t.buffers_trimmed
+            t.buffers_trimmed,
+            t.buffers_grown,
+            t.growth_refused_budget
         )?;
         write!(
             f,
-            "tcp now: syn-received {}, accept-pending {}, open {}, closing {}",
-            t.syn_received, t.accept_pending, t.open, t.closing
+            "tcp now: syn-received {}, accept-pending {}, open {}, closing {}, buffers {} bytes",
+            t.syn_received, t.accept_pending, t.open, t.closing, t.buffer_bytes
         )
     }
 }

@@ -474,8 +474,12 @@ fn a_failed_handshake_of_an_accepted_request_wakes_its_waiter() {
 
 #[test]
 fn lent_reads_and_writes_move_bytes_in_place_and_leave_the_waker_registered() {
-    // A 4 KiB ring each way, so the lent slices wrap.
-    let config = Config::default().tcp_rx_buffer(4096).tcp_tx_buffer(4096);
+    // A 4 KiB ring each way, so the lent slices wrap (and no growth).
+    let config = Config::default()
+        .tcp_rx_buffer(4096)
+        .tcp_tx_buffer(4096)
+        .tcp_rx_buffer_max(4096)
+        .tcp_tx_buffer_max(4096);
     let stack = LocalStack::new(config, ManualClock::default());
     let mut peer = Peer::new();
     let mut noop = Context::from_waker(Waker::noop());
@@ -571,4 +575,221 @@ fn lent_reads_and_writes_move_bytes_in_place_and_leave_the_waker_registered() {
     );
     settle(&stack, &mut peer, &mut noop);
     assert_eq!(peer.read_all(h), pattern(0, 4106));
+}
+
+/// Reads everything `conn` has queued; returns the bytes.
+fn read_queued(conn: &TcpStream<&LocalStack>, cx: &mut Context<'_>) -> Vec<u8> {
+    let mut got = Vec::new();
+    while let Poll::Ready(Ok(Some(_))) = conn.poll_read_with(cx, |data| {
+        got.extend_from_slice(data);
+        data.len()
+    }) {}
+    got
+}
+
+#[test]
+fn buffers_grow_when_filled_up_to_their_maximum_and_are_counted_exactly() {
+    // 16 KiB buffers that may grow to 128 KiB: the SYN-ACK offers the scale of 128 KiB.
+    let config = Config::default()
+        .tcp_rx_buffer(16 * 1024)
+        .tcp_tx_buffer(16 * 1024)
+        .tcp_rx_buffer_max(128 * 1024)
+        .tcp_tx_buffer_max(128 * 1024);
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 9);
+    let h = peer.connect(40020, target, 1 << 20);
+    settle(&stack, &mut peer, &mut cx);
+    let conn = match accept(&stack, &mut cx) {
+        Poll::Ready(c) => c,
+        Poll::Pending => panic!("no connection"),
+    };
+    assert_eq!(stack.stats().tcp.buffer_bytes, 32 * 1024);
+    assert_eq!(
+        peer.socket(h).remote_window(),
+        16 * 1024,
+        "the first window"
+    );
+
+    // The peer fills the receive window; each read of a full buffer doubles it.
+    let pattern = |from: usize, len: usize| -> Vec<u8> {
+        (from..from + len).map(|i| (i % 251) as u8).collect()
+    };
+    let mut sent = 0;
+    let mut received = Vec::new();
+    for round in 0..5 {
+        let room = peer.socket(h).remote_window();
+        let n = peer.socket(h).send_slice(&pattern(sent, room)).unwrap();
+        sent += n;
+        settle(&stack, &mut peer, &mut cx);
+        received.extend(read_queued(&conn, &mut cx));
+        settle(&stack, &mut peer, &mut cx);
+        let expected = ((16 * 1024usize) << (round + 1)).min(128 * 1024);
+        assert_eq!(
+            peer.socket(h).remote_window(),
+            expected,
+            "round {round}: the window the peer sees"
+        );
+    }
+    assert_eq!(
+        received,
+        pattern(0, sent),
+        "no byte lost or moved by a growth"
+    );
+    let stats = stack.stats().tcp;
+    assert_eq!(
+        stats.buffers_grown, 3,
+        "16 → 32 → 64 → 128 KiB, then no more"
+    );
+    assert_eq!(stats.buffer_bytes, (128 + 16) * 1024);
+
+    // The send buffer grows when the application fills it and the peer's window is larger.
+    let mut written = 0;
+    for _ in 0..3 {
+        let r = conn.poll_write_with(&mut cx, |free| {
+            free.copy_from_slice(&pattern(written, free.len()));
+            written += free.len();
+            free.len()
+        });
+        assert!(r.is_ready());
+    }
+    // Nothing is acknowledged meanwhile: each fill doubled the buffer, and the next write
+    // filled the new half (16 + 16 + 32 KiB), leaving a 128 KiB buffer.
+    assert_eq!(written, 64 * 1024, "the buffer doubled after each fill");
+    settle(&stack, &mut peer, &mut cx);
+    assert_eq!(peer.read_all(h), pattern(0, written));
+    assert_eq!(stack.stats().tcp.buffer_bytes, (128 + 128) * 1024);
+
+    // Gone, the connection gives its bytes back to the budget.
+    drop(conn);
+    peer.socket(h).close();
+    settle(&stack, &mut peer, &mut cx);
+    stack.clock().0.advance(Duration::from_secs(300));
+    settle(&stack, &mut peer, &mut cx);
+    assert_eq!(stack.stats().tcp.buffer_bytes, 0, "{}", stack.stats());
+}
+
+#[test]
+fn buffers_grow_only_within_three_quarters_of_the_budget() {
+    // Budget 64 KiB: a connection (16 + 16 KiB) is admitted, its receive buffer may grow
+    // once (to 48 KiB in all), not twice (80 KiB > 48 KiB, three quarters of the budget).
+    let config = Config::default()
+        .tcp_rx_buffer(16 * 1024)
+        .tcp_tx_buffer(16 * 1024)
+        .tcp_rx_buffer_max(1 << 20)
+        .tcp_buffer_budget(64 * 1024);
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 9);
+    let h = peer.connect(40021, target, 1 << 20);
+    settle(&stack, &mut peer, &mut cx);
+    let conn = match accept(&stack, &mut cx) {
+        Poll::Ready(c) => c,
+        Poll::Pending => panic!("no connection"),
+    };
+    for _ in 0..3 {
+        let room = peer.socket(h).remote_window();
+        peer.socket(h).send_slice(&alloc::vec![7u8; room]).unwrap();
+        settle(&stack, &mut peer, &mut cx);
+        read_queued(&conn, &mut cx);
+        settle(&stack, &mut peer, &mut cx);
+    }
+    let stats = stack.stats().tcp;
+    assert_eq!(stats.buffers_grown, 1, "{}", stack.stats());
+    assert!(stats.growth_refused_budget >= 1, "{}", stack.stats());
+    assert_eq!(stats.buffer_bytes, 48 * 1024);
+    // The window of the 32 KiB buffer, in units of the scale of 1 MiB (32 bytes).
+    let window = peer.socket(h).remote_window();
+    assert!((32 * 1024 - 32..=32 * 1024).contains(&window), "{window}");
+    // A second connection's first buffers still fit (48 + 32 > 64 KiB does not: refused).
+    let h2 = peer.connect(40022, target, 65536);
+    settle(&stack, &mut peer, &mut cx);
+    assert_eq!(
+        stack.stats().tcp.refused_memory_budget,
+        1,
+        "{}",
+        stack.stats()
+    );
+    assert!(!peer.socket(h2).is_active());
+}
+
+/// Fills `h`'s window from the peer once and lets `conn` read it all.
+fn fill_window_once(
+    stack: &LocalStack,
+    peer: &mut Peer,
+    h: smoltcp::iface::SocketHandle,
+    conn: &TcpStream<&LocalStack>,
+    cx: &mut Context<'_>,
+) {
+    let room = peer.socket(h).remote_window();
+    peer.socket(h).send_slice(&alloc::vec![7u8; room]).unwrap();
+    settle(stack, peer, cx);
+    read_queued(conn, cx);
+    settle(stack, peer, cx);
+}
+
+#[test]
+fn connections_share_the_growth_limit_and_get_it_back_when_gone() {
+    // Growth limited to 48 KiB: the first connection takes it all (16 → 32 → 64 KiB), the
+    // second cannot grow until the first is gone.
+    let config = Config::default()
+        .tcp_rx_buffer(16 * 1024)
+        .tcp_tx_buffer(16 * 1024)
+        .tcp_rx_buffer_max(1 << 20)
+        .tcp_buffer_growth(48 * 1024);
+    let stack = LocalStack::new(config, ManualClock::default());
+    let mut peer = Peer::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    let target = IpEndpoint::new(IpAddress::Ipv4(TARGET), 9);
+    let a = peer.connect(40030, target, 1 << 20);
+    let b = peer.connect(40031, target, 1 << 20);
+    settle(&stack, &mut peer, &mut cx);
+    let mut conns = Vec::new();
+    while let Poll::Ready(c) = accept(&stack, &mut cx) {
+        conns.push(c);
+    }
+    assert_eq!(conns.len(), 2);
+    // Which stream is which: the one the peer's first socket reaches.
+    let port_a = peer.socket(a).local_endpoint().unwrap().port;
+    let (conn_a, conn_b) = if conns[0].remote_endpoint().port == port_a {
+        (conns.remove(0), conns.remove(0))
+    } else {
+        let second = conns.remove(1);
+        (second, conns.remove(0))
+    };
+    for _ in 0..3 {
+        fill_window_once(&stack, &mut peer, a, &conn_a, &mut cx);
+    }
+    // Windows in units of the scale of 1 MiB (32 bytes).
+    let window_is = |peer: &mut Peer, h, bytes: usize| {
+        let window = peer.socket(h).remote_window();
+        assert!(
+            (bytes - 32..=bytes).contains(&window),
+            "{window}, not {bytes}"
+        );
+    };
+    window_is(&mut peer, a, 64 * 1024);
+    fill_window_once(&stack, &mut peer, b, &conn_b, &mut cx);
+    window_is(&mut peer, b, 16 * 1024);
+    let stats = stack.stats().tcp;
+    assert_eq!(stats.buffers_grown, 2);
+    assert!(stats.growth_refused_budget >= 1);
+
+    // The first connection goes; its growth comes back, and the second may grow.
+    drop(conn_a);
+    peer.socket(a).close();
+    settle(&stack, &mut peer, &mut cx);
+    // Past TIME-WAIT (the stack closed first), within the other's idle timeout.
+    stack.clock().0.advance(Duration::from_secs(20));
+    settle(&stack, &mut peer, &mut cx);
+    assert_eq!(
+        stack.stats().tcp.buffer_bytes,
+        32 * 1024,
+        "{}",
+        stack.stats()
+    );
+    fill_window_once(&stack, &mut peer, b, &conn_b, &mut cx);
+    window_is(&mut peer, b, 32 * 1024);
 }

@@ -64,6 +64,13 @@ pub(crate) struct Conn {
     pub(crate) last_active: Instant,
     /// Its buffers were swapped for fresh ones since it last had data (`tcp_idle_trim`).
     pub(crate) trimmed: bool,
+    /// Its receive buffer may still grow (not at `tcp_rx_buffer_max`, and the window scale
+    /// in use can announce a larger one).
+    pub(crate) recv_grows: bool,
+    /// Its send buffer may still grow (not at `tcp_tx_buffer_max`).
+    pub(crate) send_grows: bool,
+    /// Bytes by which its buffers grew beyond their first sizes.
+    pub(crate) grown: usize,
 }
 
 impl Conn {
@@ -81,6 +88,9 @@ impl Conn {
             touched: false,
             last_active: now,
             trimmed: false,
+            recv_grows: true,
+            send_grows: true,
+            grown: 0,
         }
     }
 }

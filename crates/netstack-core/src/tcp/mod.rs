@@ -2,6 +2,7 @@
 //! application's handles (listener, streams).
 
 pub(crate) mod accept_queue;
+pub(crate) mod budget;
 pub(crate) mod connection;
 pub(crate) mod cookie;
 pub(crate) mod listener;

@@ -189,11 +189,12 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
             let Some(request) = group.shards[i].tcp.take_request(id) else {
                 return Err(TcpError::ConnectionReset); // expired meanwhile
             };
+            let budget = group.buffer_budget();
             let shard = &mut group.shards[i];
             if let Err(e) =
                 shard
                     .tcp
-                    .accept_request(id, &request, &group.config, &mut shard.sockets)
+                    .accept_request(id, &request, &group.config, budget, &mut shard.sockets)
             {
                 let _ = group.out.send_rst(request.tuple, &request.header, wake);
                 return Err(e);

@@ -165,9 +165,10 @@ impl<P: StackPtr> TcpStream<P> {
         sink: &mut dyn FnMut(&[u8]) -> usize,
     ) -> Poll<Result<Option<usize>, TcpError>> {
         let id = self.id;
-        self.stack.with_connection(id, |table, sockets, wake| {
-            table.poll_read_with(id, cx, max, sink, sockets, wake)
-        })
+        self.stack
+            .with_connection_growing(id, |table, sockets, wake| {
+                table.poll_read_with(id, cx, max, sink, sockets, wake)
+            })
     }
 
     /// Ready once a read would not wait (data, end of stream, or an error to report), without
@@ -241,10 +242,10 @@ impl<P: StackPtr> TcpStream<P> {
         source: &mut dyn FnMut(&mut [u8]) -> usize,
     ) -> Poll<Result<usize, TcpError>> {
         let id = self.id;
-        self.stack.with_connection(id, |table, sockets, _| {
-            let r = table.poll_write_with(id, cx, max, source, sockets);
+        self.stack.with_connection_growing(id, |table, sockets, _| {
+            let (r, grow) = table.poll_write_with(id, cx, max, source, sockets);
             let sent = matches!(r, Poll::Ready(Ok(n)) if n > 0);
-            (r, sent)
+            (r, sent, grow)
         })
     }
 

@@ -26,9 +26,13 @@ fn window_shift(rx_buffer: usize) -> u8 {
 
 /// What a cookie connection's socket will advertise: its window field and shift, if the peer
 /// scales.
-fn advertised_window(rx_buffer: usize, peer_scales: bool) -> (u16, Option<u8>) {
+fn advertised_window(
+    rx_buffer: usize,
+    rx_buffer_max: usize,
+    peer_scales: bool,
+) -> (u16, Option<u8>) {
     let shift = if peer_scales {
-        window_shift(rx_buffer)
+        window_shift(rx_buffer.max(rx_buffer_max))
     } else {
         0
     };
@@ -57,6 +61,7 @@ impl Group {
         let cookie = self.cookies.make(&tuple, header.seq, &header.options, now);
         let (window_len, window_scale) = advertised_window(
             self.config.tcp_rx_buffer,
+            self.config.tcp_rx_buffer_max,
             header.options.window_scale.is_some(),
         );
         let repr = TcpRepr {
@@ -115,7 +120,8 @@ impl Group {
             return Some(packet);
         };
         let total: usize = self.shards.iter().map(|s| s.tcp.len()).sum();
-        if over_hard_limit(&self.config, &mut self.shards[i].tcp.stats, total) {
+        let budget = self.buffer_budget();
+        if over_hard_limit(&self.config, &mut self.shards[i].tcp.stats, total, budget) {
             // Like Linux at its limits: drop the ACK; the client retransmits.
             return None;
         }
@@ -186,10 +192,27 @@ mod tests {
 
     #[test]
     fn the_advertised_window_follows_smoltcps_rule() {
-        assert_eq!(advertised_window(256 * 1024, true), (32768, Some(3)));
-        assert_eq!(advertised_window(256 * 1024, false), (u16::MAX, None));
-        assert_eq!(advertised_window(64 * 1024, true), (32768, Some(1)));
-        assert_eq!(advertised_window(1 << 30, true), (u16::MAX, Some(14)));
-        assert_eq!(advertised_window(4096, true), (4096, Some(0)));
+        assert_eq!(
+            advertised_window(256 * 1024, 256 * 1024, true),
+            (32768, Some(3))
+        );
+        assert_eq!(
+            advertised_window(256 * 1024, 256 * 1024, false),
+            (u16::MAX, None)
+        );
+        assert_eq!(
+            advertised_window(64 * 1024, 64 * 1024, true),
+            (32768, Some(1))
+        );
+        assert_eq!(
+            advertised_window(1 << 30, 1 << 30, true),
+            (u16::MAX, Some(14))
+        );
+        assert_eq!(advertised_window(4096, 4096, true), (4096, Some(0)));
+        // A buffer that may grow: the scale of the largest, the window of the first.
+        assert_eq!(
+            advertised_window(256 * 1024, 4 << 20, true),
+            (2048, Some(7))
+        );
     }
 }

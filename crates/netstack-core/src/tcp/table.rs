@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::error::TcpError;
 use crate::packet::Packet;
 use crate::stats::TcpStats;
+use crate::tcp::budget::BufferBudget;
 use crate::tcp::connection::{Accepted, Conn, ConnId, Phase};
 use crate::tcp::pending::{PendingRequest, RecentRefusals, Refusal, RequestInfo};
 use crate::tcp::tuple::FourTuple;
@@ -51,19 +52,35 @@ pub(crate) enum SynOutcome {
     Refused,
 }
 
-/// Whether one more connection would exceed the stack-wide hard limits (counted in `stats`):
-/// `max_connections` and the buffer budget. `total` counts connections and requests.
-pub(crate) fn over_hard_limit(config: &Config, stats: &mut TcpStats, total: usize) -> bool {
+/// Whether one more connection would exceed the hard limits of its runner group (counted in
+/// `stats`): `max_connections` and the buffer budget. `total` counts connections and requests.
+pub(crate) fn over_hard_limit(
+    config: &Config,
+    stats: &mut TcpStats,
+    total: usize,
+    budget: BufferBudget,
+) -> bool {
     if total >= config.max_connections {
         stats.refused_connection_limit += 1;
         return true;
     }
-    let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
-    if (total + 1).saturating_mul(per_connection) > config.tcp_buffer_budget {
+    if !budget.admits(config.tcp_rx_buffer + config.tcp_tx_buffer) {
         stats.refused_memory_budget += 1;
         return true;
     }
     false
+}
+
+/// Which of a connection's buffers a read or write found worth growing (see
+/// [`TcpTable::grow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grow {
+    /// Neither.
+    No,
+    /// The receive buffer: the application found it at least three quarters full.
+    Recv,
+    /// The send buffer: the application filled it while the peer's window would take more.
+    Send,
 }
 
 /// The TCP connections of one shard of a stack (the stack enforces the global limits).
@@ -79,6 +96,10 @@ pub(crate) struct TcpTable {
     refused: RecentRefusals,
     /// Half-open connections and pending requests.
     syn_received: usize,
+    /// Bytes the buffers of this shard's connections hold (their capacities).
+    buffer_bytes: usize,
+    /// Of those, bytes by which buffers grew beyond their first sizes.
+    grown_bytes: usize,
     /// Earliest SYN or orphan expiry, computed by `maintain`.
     deadline: Option<Instant>,
     /// Wakers of tasks waiting on connections that were removed (an accepted request's
@@ -98,6 +119,8 @@ impl TcpTable {
             by_tuple: BTreeMap::new(),
             refused: RecentRefusals::default(),
             syn_received: 0,
+            buffer_bytes: 0,
+            grown_bytes: 0,
             deadline: None,
             released: Vec::new(),
             stats: TcpStats::default(),
@@ -112,6 +135,16 @@ impl TcpTable {
     /// Connections in this shard, in any phase, and pending requests.
     pub(crate) fn len(&self) -> usize {
         self.conns.len() + self.requests.len()
+    }
+
+    /// Bytes the buffers of this shard's connections hold.
+    pub(crate) fn buffer_bytes(&self) -> usize {
+        self.buffer_bytes
+    }
+
+    /// Bytes by which this shard's buffers grew beyond their first sizes.
+    pub(crate) fn grown_bytes(&self) -> usize {
+        self.grown_bytes
     }
 
     /// Half-open connections and pending requests in this shard.
@@ -134,7 +167,7 @@ impl TcpTable {
         now: Instant,
         config: &Config,
         sockets: &mut SocketSet<'static>,
-        totals: (usize, usize),
+        totals: (usize, usize, BufferBudget),
     ) -> SynOutcome {
         if let Some(&id) = self.by_tuple.get(&tuple) {
             if self.requests.contains_key(&id) {
@@ -159,8 +192,8 @@ impl TcpTable {
                 return SynOutcome::Refuse(refusal);
             }
         }
-        let (total, total_syn_received) = totals;
-        if over_hard_limit(config, &mut self.stats, total) {
+        let (total, total_syn_received, budget) = totals;
+        if over_hard_limit(config, &mut self.stats, total, budget) {
             return SynOutcome::Refused;
         }
         if total_syn_received >= config.syn_backlog {
@@ -197,6 +230,7 @@ impl TcpTable {
         configure_socket(&mut socket, config);
         socket.listen(tuple.local).ok()?;
         let handle = sockets.add(socket);
+        self.buffer_bytes += config.tcp_rx_buffer + config.tcp_tx_buffer;
         self.conns.insert(id, Conn::new(handle, tuple, since));
         self.by_tuple.insert(tuple, id);
         self.syn_received += 1;
@@ -314,11 +348,10 @@ impl TcpTable {
         id: ConnId,
         request: &PendingRequest,
         config: &Config,
+        budget: BufferBudget,
         sockets: &mut SocketSet<'static>,
     ) -> Result<(), TcpError> {
-        let per_connection = config.tcp_rx_buffer + config.tcp_tx_buffer;
-        let total = self.len() + 1; // this shard only: the SYN-time check covered the rest
-        if total.saturating_mul(per_connection) > config.tcp_buffer_budget {
+        if !budget.admits(config.tcp_rx_buffer + config.tcp_tx_buffer) {
             self.stats.refused_memory_budget += 1;
             return Err(TcpError::ConnectionRefused);
         }
@@ -469,7 +502,7 @@ impl TcpTable {
                         wake.take_from(&mut conn.write);
                     }
                     if let Some(idle) = config.tcp_idle_trim {
-                        match trim_if_idle(conn, socket, idle, config, now) {
+                        match trim_if_idle(conn, socket, idle, now) {
                             Trim::Trimmed => self.stats.buffers_trimmed += 1,
                             Trim::At(at) => deadline = Some(deadline.map_or(at, |d| d.min(at))),
                             Trim::Nothing => {}
@@ -527,6 +560,9 @@ impl TcpTable {
             if self.by_tuple.get(&conn.tuple) == Some(&id) {
                 self.by_tuple.remove(&conn.tuple);
             }
+            let socket = sockets.get::<tcp::Socket>(conn.socket);
+            self.buffer_bytes -= socket.recv_capacity() + socket.send_capacity();
+            self.grown_bytes -= conn.grown;
             sockets.remove(conn.socket);
         }
     }
@@ -566,6 +602,7 @@ impl TcpTable {
     /// Counts connections by phase into `stats`.
     pub(crate) fn snapshot(&self) -> TcpStats {
         let mut stats = self.stats;
+        stats.buffer_bytes += self.buffer_bytes as u64;
         stats.syn_received += self.requests.len() as u64;
         for conn in self.conns.values() {
             match conn.phase {
@@ -607,13 +644,13 @@ impl TcpTable {
         sink: &mut dyn FnMut(&[u8]) -> usize,
         sockets: &mut SocketSet<'static>,
         wake: &mut WakeBatch,
-    ) -> (Poll<Result<Option<usize>, TcpError>>, bool) {
+    ) -> (Poll<Result<Option<usize>, TcpError>>, bool, Grow) {
         let (conn, socket) = match self.open_socket(id, sockets) {
             Ok(x) => x,
-            Err(e) => return (Poll::Ready(Err(e)), false),
+            Err(e) => return (Poll::Ready(Err(e)), false, Grow::No),
         };
         if max == 0 {
-            return (Poll::Ready(Ok(None)), false);
+            return (Poll::Ready(Ok(None)), false, Grow::No);
         }
         let queued = socket.recv_queue();
         let mut read = 0;
@@ -625,7 +662,7 @@ impl TcpTable {
                         Err(RecvError::InvalidState) => Err(TcpError::ConnectionReset),
                         _ => Ok(None),
                     };
-                    return (Poll::Ready(end), false);
+                    return (Poll::Ready(end), false, Grow::No);
                 }
                 break;
             }
@@ -655,7 +692,7 @@ impl TcpTable {
                 wake.push(cx.waker().clone());
             }
             if read == 0 {
-                return (Poll::Pending, false);
+                return (Poll::Pending, false, Grow::No);
             }
         }
         if read > 0 {
@@ -663,8 +700,15 @@ impl TcpTable {
         }
         // smoltcp sends a window update once the window at least doubles, which can only
         // happen if the last advertised window was at most half the buffer.
-        let window_update = read > 0 && queued * 2 >= socket.recv_capacity();
-        (Poll::Ready(Ok(Some(read))), window_update)
+        let capacity = socket.recv_capacity();
+        let window_update = read > 0 && queued * 2 >= capacity;
+        // At least three quarters full: the peer had most of the window in flight.
+        let grow = if read > 0 && conn.recv_grows && queued >= capacity - capacity / 4 {
+            Grow::Recv
+        } else {
+            Grow::No
+        };
+        (Poll::Ready(Ok(Some(read))), window_update, grow)
     }
 
     /// Ready once a read would not wait: data is queued, the peer finished sending, or the
@@ -694,6 +738,31 @@ impl TcpTable {
     /// registered too, so a caller that saw `source` fill everything may wait without asking
     /// again.
     pub(crate) fn poll_write_with(
+        &mut self,
+        id: ConnId,
+        cx: &mut Context<'_>,
+        max: usize,
+        source: &mut dyn FnMut(&mut [u8]) -> usize,
+        sockets: &mut SocketSet<'static>,
+    ) -> (Poll<Result<usize, TcpError>>, Grow) {
+        let r = self.write_with(id, cx, max, source, sockets);
+        let grow = match (&r, self.open_socket(id, sockets)) {
+            // Full, with the peer's window as large: the buffer limits what is in flight.
+            (Poll::Ready(Ok(n)), Ok((conn, socket)))
+                if *n > 0
+                    && conn.send_grows
+                    && socket.send_queue() == socket.send_capacity()
+                    && socket.remote_window() >= socket.send_capacity() =>
+            {
+                Grow::Send
+            }
+            _ => Grow::No,
+        };
+        (r, grow)
+    }
+
+    /// The write of [`Self::poll_write_with`].
+    fn write_with(
         &mut self,
         id: ConnId,
         cx: &mut Context<'_>,
@@ -741,6 +810,59 @@ impl TcpTable {
             conn.touched = true;
         }
         Poll::Ready(Ok(written))
+    }
+
+    /// Grows the buffer `which` of connection `id` (doubles it, up to its configured maximum)
+    /// if the growth fits `budget`, the group's; returns whether it grew. A grown send buffer
+    /// wakes its writer (it has room now); a grown receive buffer opens the window, which the
+    /// caller's runner pass announces.
+    pub(crate) fn grow(
+        &mut self,
+        id: ConnId,
+        which: Grow,
+        budget: BufferBudget,
+        config: &Config,
+        sockets: &mut SocketSet<'static>,
+        wake: &mut WakeBatch,
+    ) -> bool {
+        let Ok((conn, socket)) = self.open_socket(id, sockets) else {
+            return false;
+        };
+        let (capacity, max) = match which {
+            Grow::No => return false,
+            Grow::Recv => (socket.recv_capacity(), config.tcp_rx_buffer_max),
+            Grow::Send => (socket.send_capacity(), config.tcp_tx_buffer_max),
+        };
+        let larger = capacity.saturating_mul(2).min(max);
+        if larger <= capacity {
+            match which {
+                Grow::Recv => conn.recv_grows = false,
+                _ => conn.send_grows = false,
+            }
+            return false;
+        }
+        if !budget.may_grow(larger - capacity) {
+            self.stats.growth_refused_budget += 1;
+            return false;
+        }
+        let buffer = tcp::SocketBuffer::new(vec![0u8; larger]);
+        let grown = match which {
+            Grow::Recv => socket.grow_recv_buffer(buffer).is_ok(),
+            _ => socket.grow_send_buffer(buffer).is_ok(),
+        };
+        if !grown {
+            // Only a receive buffer is refused: the window scale in use cannot announce it.
+            conn.recv_grows = false;
+            return false;
+        }
+        if which == Grow::Send {
+            wake.take_from(&mut conn.write);
+        }
+        conn.grown += larger - capacity;
+        self.buffer_bytes += larger - capacity;
+        self.grown_bytes += larger - capacity;
+        self.stats.buffers_grown += 1;
+        true
     }
 
     /// Bytes written to `id` and not yet acknowledged.
@@ -860,7 +982,6 @@ fn trim_if_idle(
     conn: &mut Conn,
     socket: &mut tcp::Socket<'static>,
     idle: smoltcp::time::Duration,
-    config: &Config,
     now: Instant,
 ) -> Trim {
     if core::mem::take(&mut conn.touched) || socket.recv_queue() > 0 || socket.send_queue() > 0 {
@@ -874,8 +995,8 @@ fn trim_if_idle(
     if now < due {
         return Trim::At(due);
     }
-    let rx = tcp::SocketBuffer::new(vec![0u8; config.tcp_rx_buffer]);
-    let tx = tcp::SocketBuffer::new(vec![0u8; config.tcp_tx_buffer]);
+    let rx = tcp::SocketBuffer::new(vec![0u8; socket.recv_capacity()]);
+    let tx = tcp::SocketBuffer::new(vec![0u8; socket.send_capacity()]);
     match socket.replace_buffers(rx, tx) {
         // The old buffers are dropped here, back to the allocator.
         Ok(_old) => {
@@ -895,6 +1016,8 @@ fn trim_if_idle(
 fn configure_socket(socket: &mut tcp::Socket<'static>, config: &Config) {
     socket.set_ack_delay(None);
     socket.set_nagle_enabled(false);
+    // Before `listen`: the SYN's window scale is chosen for the largest buffer.
+    socket.set_recv_capacity_max(config.tcp_rx_buffer_max);
     socket.set_segmentation_offload(config.tcp_segmentation_offload);
     socket.set_timeout(config.tcp_timeout);
     socket.set_keep_alive(config.tcp_keep_alive);
