@@ -17,19 +17,20 @@ use crate::tun_device::Device;
 const SYN_TIMEOUT_MARGIN: Duration = Duration::from_secs(2);
 /// The stack's default SYN timeout, which a shorter dial timeout keeps.
 const DEFAULT_SYN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default receive and send buffer of each TCP connection. The receive buffer is the window a
-/// client may fill before it waits for the relay, the send buffer the bytes in flight to it: at
-/// 256 KiB a single flow through a TUN device with offloads ran at 25 Gbit/s up and 31 down,
-/// at 1 MiB at 34–35 both ways, about the kernel-terminated relay's speed (BENCHMARKS.md, run
-/// J). Idle connections cost the same RSS either way (untouched pages are free); the price can
-/// be page tables: 10,000 idle connections held 0.25–40 MiB of them (where the kernel could
-/// free them after the idle trim, and where it could not), against 10 MiB with 256 KiB. A
-/// 32-bit target keeps 256 KiB: 4,096 connections of 2 MiB would not fit its address space.
-pub const DEFAULT_TCP_BUFFER: usize = if usize::BITS >= 64 {
-    1 << 20
-} else {
-    256 << 10
-};
+/// Receive and send buffer each TCP connection starts with: 256 KiB. Buffers then grow with
+/// use (doubling when filled, up to [`DEFAULT_TCP_BUFFER_MAX`]), as the kernel's autotuning
+/// does, so an idle connection holds 512 KiB of (mostly untouched) buffer and one bulk flow
+/// gets a 4 MiB window. Through a TUN device with offloads on a 2-core machine, one flow ran
+/// at 34-36 Gbit/s with fixed 1 MiB buffers and at 37-48 with buffers growing from 256 KiB
+/// to 4 MiB; eight flows at 35-39 either way (BENCHMARKS.md, run K).
+pub const DEFAULT_TCP_BUFFER: usize = 256 << 10;
+
+/// Largest TCP buffer a connection grows to: 4 MiB (1 MiB on 32-bit targets, whose address
+/// space is smaller). How much all connections together may grow is the stack's default
+/// (`netstack_core::Config::tcp_buffer_growth`: what one connection needs to reach both
+/// maxima), so eight bulk flows share it rather than each taking 4 MiB (with fixed 4 MiB
+/// buffers eight flows moved 10-18 % less than with 1 MiB).
+pub const DEFAULT_TCP_BUFFER_MAX: usize = if usize::BITS >= 64 { 4 << 20 } else { 1 << 20 };
 
 /// Command line of the forwarders.
 #[derive(Parser, Debug, Clone)]
@@ -104,12 +105,17 @@ pub struct Args {
     /// back (it gets new ones with its next bytes); 0 keeps them for the connection's life.
     #[arg(long, value_name = "SECONDS", default_value_t = 2.0, value_parser = parse_seconds_or_zero)]
     pub idle_trim: f64,
-    /// Receive and send buffer of each TCP connection, in bytes (4096..=64 MiB); the receive
-    /// buffer is also the window the client may fill, the send buffer what may be in flight to
-    /// it. Default: 1 MiB (256 KiB on 32-bit targets), or 16 full segments where that is more.
-    /// Pages a connection never fills cost no memory.
+    /// Receive and send buffer each TCP connection starts with, in bytes (4096..=64 MiB); the
+    /// receive buffer is the first window the client may fill, the send buffer what may be in
+    /// flight to it. Default: 256 KiB. Pages a connection never fills cost no memory.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..=64 << 20))]
     pub tcp_buffer: Option<u32>,
+    /// Largest receive and send buffer a TCP connection grows to, in bytes (4096..=64 MiB; at
+    /// least `--tcp-buffer`): a buffer doubles when it is filled, while the growth of all
+    /// connections together stays within what one needs to reach this size both ways.
+    /// Default: 4 MiB (1 MiB on 32-bit targets). Equal to `--tcp-buffer`, buffers never grow.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..=64 << 20))]
+    pub tcp_buffer_max: Option<u32>,
 }
 
 /// Parses a finite number of seconds in [0, 86400].
@@ -216,13 +222,19 @@ impl Args {
         })
     }
 
-    /// Per-connection TCP buffer size: `--tcp-buffer`, else [`DEFAULT_TCP_BUFFER`] or 16 full
-    /// segments in flight per direction, whichever is more.
+    /// The TCP buffer size each connection starts with: `--tcp-buffer`, else
+    /// [`DEFAULT_TCP_BUFFER`].
     pub fn tcp_buffer(&self) -> usize {
-        match self.tcp_buffer {
-            Some(bytes) => bytes as usize,
-            None => (16 * self.mtu as usize).max(DEFAULT_TCP_BUFFER),
-        }
+        self.tcp_buffer.map_or(DEFAULT_TCP_BUFFER, |b| b as usize)
+    }
+
+    /// Largest per-connection TCP buffer: `--tcp-buffer-max`, else [`DEFAULT_TCP_BUFFER_MAX`];
+    /// at least [`Self::tcp_buffer`].
+    pub fn tcp_buffer_max(&self) -> usize {
+        let max = self
+            .tcp_buffer_max
+            .map_or(DEFAULT_TCP_BUFFER_MAX, |b| b as usize);
+        max.max(self.tcp_buffer())
     }
 
     /// Where each flow goes.
@@ -259,11 +271,14 @@ impl Args {
             .verify_checksums(!offload)
             .tcp_rx_buffer(self.tcp_buffer())
             .tcp_tx_buffer(self.tcp_buffer())
+            .tcp_rx_buffer_max(self.tcp_buffer_max())
+            .tcp_tx_buffer_max(self.tcp_buffer_max())
             .max_connections(self.max_connections)
             .accept_queue(self.accept_queue)
-            // The connection cap is the limit users set here; size the byte budget to match it.
-            // (Saturating: on a 32-bit target a large `--tcp-buffer` times the cap exceeds
-            // `usize`.)
+            // The connection cap is the limit users set here; size the byte budget to admit
+            // that many connections at their first sizes (growth takes at most three quarters
+            // of it). Saturating: on a 32-bit target a large `--tcp-buffer` times the cap
+            // exceeds `usize`.
             .tcp_buffer_budget(self.max_connections.saturating_mul(2 * self.tcp_buffer()))
             .icmp_echo(match self.icmp {
                 IcmpMode::Reply => IcmpEchoMode::Reply,
@@ -343,17 +358,35 @@ mod tests {
 
     #[test]
     #[cfg(target_pointer_width = "64")]
-    fn tcp_buffers_default_to_a_mebibyte_and_follow_the_flag() {
+    fn tcp_buffers_start_at_256_kib_grow_to_4_mib_and_follow_the_flags() {
         let c = args(&[]).stack_config(true);
+        assert_eq!((c.tcp_rx_buffer, c.tcp_tx_buffer), (256 << 10, 256 << 10));
+        assert_eq!(
+            (c.tcp_rx_buffer_max, c.tcp_tx_buffer_max),
+            (4 << 20, 4 << 20)
+        );
+        assert_eq!(
+            c.tcp_buffer_growth, None,
+            "the stack's default growth limit"
+        );
+        assert_eq!(c.tcp_buffer_budget as u64, 4096 * 2 * (256 << 10));
+        let c =
+            args(&["--tcp-buffer", "1048576", "--tcp-buffer-max", "8388608"]).stack_config(true);
         assert_eq!((c.tcp_rx_buffer, c.tcp_tx_buffer), (1 << 20, 1 << 20));
-        assert_eq!(c.tcp_buffer_budget as u64, 4096 * 2 * (1 << 20));
-        let c = args(&["--tcp-buffer", "262144"]).stack_config(true);
-        assert_eq!((c.tcp_rx_buffer, c.tcp_tx_buffer), (262_144, 262_144));
-        for bad in ["100", "0", "1000000000"] {
-            assert!(
-                Args::try_parse_from(["fwd", "--tun", "t0", "--tcp-buffer", bad]).is_err(),
-                "{bad}"
-            );
+        assert_eq!(
+            (c.tcp_rx_buffer_max, c.tcp_tx_buffer_max),
+            (8 << 20, 8 << 20)
+        );
+        // A maximum below the first size is the first size: no growth.
+        let c = args(&["--tcp-buffer", "1048576", "--tcp-buffer-max", "65536"]).stack_config(true);
+        assert_eq!(c.tcp_rx_buffer_max, 1 << 20);
+        for flag in ["--tcp-buffer", "--tcp-buffer-max"] {
+            for bad in ["100", "0", "1000000000"] {
+                assert!(
+                    Args::try_parse_from(["fwd", "--tun", "t0", flag, bad]).is_err(),
+                    "{flag} {bad}"
+                );
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `tun_forward`'s TCP buffers as a kernel client sees them: the receive window the forwarder
-//! advertises is the buffer `--tcp-buffer` gave it (1 MiB by default), read from the client's
-//! own `TCP_INFO` in a private network namespace.
+//! advertises is the buffer `--tcp-buffer` gave it (256 KiB by default), and after a bulk
+//! upload the buffer that grew (up to `--tcp-buffer-max`, 4 MiB by default), read from the
+//! client's own `TCP_INFO` in a private network namespace.
 
 #![allow(unsafe_code)] // one `getsockopt(TCP_INFO)`, argued where it is
 
@@ -9,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use netstack_tests::forwarder::ForwarderProcess;
+use netstack_tests::forwarder::{counter, ForwarderProcess};
 use netstack_tests::tun_forward_binary;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -34,20 +35,35 @@ fn send_window(stream: &TcpStream) -> u32 {
     info.tcpi_snd_wnd
 }
 
+/// The windows a client was offered, and the forwarder's counters.
+struct Offered {
+    /// After one byte each way.
+    first: u32,
+    /// After a bulk upload, if the test made one.
+    after_upload: Option<u32>,
+    /// The forwarder's counters (stderr).
+    stderr: String,
+}
+
+/// Bytes of the bulk upload.
+const UPLOAD: usize = 256 << 20;
+
 /// Starts `tun_forward` with `args` (plus `--redirect 127.0.0.1`), connects a kernel client
 /// through it to a kernel server, exchanges one byte each way (so that the forwarder has
-/// acknowledged data with a scaled window, which the SYN-ACK's is not) and returns the window
-/// the client was offered.
-fn window_offered_to_a_client(args: Vec<&'static str>) -> u32 {
+/// acknowledged data with a scaled window, which the SYN-ACK's is not) and reads the window
+/// the client was offered; with `upload`, then sends [`UPLOAD`] bytes (the server reads them
+/// all) and reads it again.
+fn windows_offered_to_a_client(args: Vec<&'static str>, upload: bool) -> Offered {
     let mut all = vec!["--redirect", "127.0.0.1"];
     all.extend(args);
-    let window = std::sync::Arc::new(std::sync::Mutex::new(0));
-    let seen = window.clone();
-    ForwarderProcess::run_in_new_netns(tun_forward_binary(), all, move |_pid| {
+    let windows = std::sync::Arc::new(std::sync::Mutex::new((0, None)));
+    let seen = windows.clone();
+    let stderr = ForwarderProcess::run_in_new_netns(tun_forward_binary(), all, move |_pid| {
         let server = TcpListener::bind("127.0.0.1:9100").expect("bind the server");
         let target: SocketAddr = "198.19.0.10:9100".parse().unwrap();
         let mut client = TcpStream::connect_timeout(&target, LIMIT).expect("connect");
         client.set_read_timeout(Some(LIMIT)).unwrap();
+        client.set_write_timeout(Some(LIMIT)).unwrap();
         let (mut upstream, _) = server.accept().expect("the forwarder's dial");
         upstream.set_read_timeout(Some(LIMIT)).unwrap();
         let mut byte = [0u8; 1];
@@ -56,10 +72,47 @@ fn window_offered_to_a_client(args: Vec<&'static str>) -> u32 {
         upstream.write_all(b"y").unwrap();
         client.read_exact(&mut byte).expect("the reply, relayed");
         assert_eq!(&byte, b"y");
-        *seen.lock().unwrap() = send_window(&client);
+        let first = send_window(&client);
+        let after_upload = upload.then(|| {
+            std::thread::scope(|s| {
+                let reader = s.spawn(|| {
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut got = 0;
+                    while got < UPLOAD {
+                        match upstream.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => got += n,
+                            Err(e) => panic!("the upload, relayed: {e}"),
+                        }
+                    }
+                    got
+                });
+                let chunk = vec![7u8; 1 << 20];
+                for _ in 0..UPLOAD / chunk.len() {
+                    client.write_all(&chunk).expect("upload");
+                }
+                assert_eq!(reader.join().unwrap(), UPLOAD, "bytes relayed");
+            });
+            // One more byte each way, so that the window is announced after the upload.
+            client.write_all(b"x").unwrap();
+            upstream.read_exact(&mut byte).expect("the byte, relayed");
+            upstream.write_all(b"y").unwrap();
+            client.read_exact(&mut byte).expect("the reply, relayed");
+            send_window(&client)
+        });
+        *seen.lock().unwrap() = (first, after_upload);
     });
-    let offered = *window.lock().unwrap();
-    offered
+    let (first, after_upload) = *windows.lock().unwrap();
+    Offered {
+        first,
+        after_upload,
+        stderr,
+    }
+}
+
+/// The window offered after one byte each way.
+fn window_offered_to_a_client(args: Vec<&'static str>) -> u32 {
+    windows_offered_to_a_client(args, false).first
 }
 
 /// `offered` is `buffer` up to the granularity of window scaling and the byte in flight.
@@ -71,8 +124,41 @@ fn assert_about(offered: u32, buffer: u32, what: &str) {
 }
 
 #[test]
-fn tun_forward_offers_clients_a_window_of_its_default_one_mebibyte_buffer() {
-    assert_about(window_offered_to_a_client(vec![]), 1 << 20, "default");
+fn tun_forward_offers_clients_a_window_of_its_default_first_buffer_then_grows_it() {
+    let offered = windows_offered_to_a_client(vec![], true);
+    assert_about(offered.first, 256 << 10, "default, first");
+    let grown = offered.after_upload.expect("uploaded");
+    // The upload filled the buffer: it doubled at least once, and at most to 4 MiB.
+    assert!(
+        ((512 << 10) - (512 << 10) / 16..=4 << 20).contains(&grown),
+        "after a {UPLOAD}-byte upload the client was offered {grown} bytes: {}",
+        offered.stderr
+    );
+    assert!(
+        counter(&offered.stderr, "tcp:", "buffers grown ") >= 1,
+        "{}",
+        offered.stderr
+    );
+}
+
+#[test]
+fn tun_forward_buffers_do_not_grow_past_tcp_buffer_max() {
+    let offered = windows_offered_to_a_client(
+        vec!["--tcp-buffer", "131072", "--tcp-buffer-max", "131072"],
+        true,
+    );
+    assert_about(offered.first, 131_072, "first");
+    assert_about(
+        offered.after_upload.expect("uploaded"),
+        131_072,
+        "after the upload, with --tcp-buffer-max 131072",
+    );
+    assert_eq!(
+        counter(&offered.stderr, "tcp:", "buffers grown "),
+        0,
+        "{}",
+        offered.stderr
+    );
 }
 
 #[test]
