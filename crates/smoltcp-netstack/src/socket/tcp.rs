@@ -1848,7 +1848,11 @@ impl<'a> Socket<'a> {
 
         let window_start = self.remote_seq_no + self.rx_buffer.len();
         let window_end = if let Some(last_ack) = self.remote_last_ack {
-            last_ack + ((self.remote_last_win as usize) << self.remote_win_shift)
+            // netstack patch: never past the buffer. The window of the SYN-ACK is unscaled
+            // (RFC 7323 2.2) but `remote_last_win` is read as scaled, which put the edge up to
+            // 2^shift times past it until the next ACK.
+            let announced = last_ack + ((self.remote_last_win as usize) << self.remote_win_shift);
+            announced.min(window_start + self.rx_buffer.window())
         } else {
             window_start
         };
@@ -3814,6 +3818,64 @@ mod test {
             }
         );
         assert_eq!(s.recv_slice(&mut [0; 8]), Ok(3));
+    }
+
+    // netstack patch: the window a SYN-ACK announces is unscaled; the data the socket then
+    // accepts must fit the buffer. With a 100,000-byte buffer (shift 1) the SYN-ACK says 65535,
+    // and without the patch the socket took the 65535 as scaled: a right edge at 131070, past
+    // the buffer (a debug assertion failed; in release, the ring buffer's assertion in
+    // `enqueue_unallocated` panicked).
+    #[test]
+    fn test_netstack_patch_syn_ack_window_bounds_the_first_data() {
+        let mut s = socket_with_buffer_sizes(64, 100_000);
+        s.state = State::Listen;
+        s.listen_endpoint = LISTEN_END;
+        assert_eq!(s.remote_win_shift, 1);
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                window_scale: Some(0),
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: LOCAL_SEQ,
+                ack_number: Some(REMOTE_SEQ + 1),
+                max_seg_size: Some(BASE_MSS),
+                window_scale: Some(1),
+                window_len: 65535,
+                ..RECV_TEMPL
+            }]
+        );
+        let payload = vec![7u8; 110_000];
+        send(
+            &mut s,
+            Instant::from_millis(0),
+            &TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &payload,
+                ..SEND_TEMPL
+            },
+        );
+        assert_eq!(s.state, State::Established);
+        assert!(
+            s.recv_queue() <= 100_000,
+            "took {} bytes into a buffer of 100,000",
+            s.recv_queue()
+        );
+        let mut got = vec![0u8; 110_000];
+        let n = s.recv_slice(&mut got).unwrap();
+        assert!(
+            got[..n].iter().all(|&b| b == 7),
+            "bytes stored as acknowledged"
+        );
     }
 
     // netstack patch: a socket allowed to grow its receive buffer offers the window scale of
