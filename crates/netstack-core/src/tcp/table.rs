@@ -635,7 +635,9 @@ impl TcpTable {
     /// that nothing is queued. When the buffer was drained, the waker is registered too (or
     /// added to `wake` if a FIN or an error is already there), so a caller that saw `sink` take
     /// everything may wait without asking again. Also returns whether the read opened the
-    /// receive window enough that smoltcp will advertise it, so the runner must run.
+    /// receive window enough that smoltcp will advertise it, so the runner must run, and
+    /// [`Grow::Recv`] when the read found the buffer at least three quarters full (the caller
+    /// grows it: [`Self::grow`]).
     pub(crate) fn poll_read_with(
         &mut self,
         id: ConnId,
@@ -736,7 +738,8 @@ impl TcpTable {
     /// `source` writes into its slice and returns how many bytes it wrote. `Pending` (waker
     /// registered) when the buffer is full. When `source` filled the buffer, the waker is
     /// registered too, so a caller that saw `source` fill everything may wait without asking
-    /// again.
+    /// again. Also returns [`Grow::Send`] when the write filled the buffer while the peer's
+    /// window would take more (the caller grows it: [`Self::grow`]).
     pub(crate) fn poll_write_with(
         &mut self,
         id: ConnId,
@@ -745,43 +748,19 @@ impl TcpTable {
         source: &mut dyn FnMut(&mut [u8]) -> usize,
         sockets: &mut SocketSet<'static>,
     ) -> (Poll<Result<usize, TcpError>>, Grow) {
-        let r = self.write_with(id, cx, max, source, sockets);
-        let grow = match (&r, self.open_socket(id, sockets)) {
-            // Full, with the peer's window as large: the buffer limits what is in flight.
-            (Poll::Ready(Ok(n)), Ok((conn, socket)))
-                if *n > 0
-                    && conn.send_grows
-                    && socket.send_queue() == socket.send_capacity()
-                    && socket.remote_window() >= socket.send_capacity() =>
-            {
-                Grow::Send
-            }
-            _ => Grow::No,
-        };
-        (r, grow)
-    }
-
-    /// The write of [`Self::poll_write_with`].
-    fn write_with(
-        &mut self,
-        id: ConnId,
-        cx: &mut Context<'_>,
-        max: usize,
-        source: &mut dyn FnMut(&mut [u8]) -> usize,
-        sockets: &mut SocketSet<'static>,
-    ) -> Poll<Result<usize, TcpError>> {
         let (conn, socket) = match self.open_socket(id, sockets) {
             Ok(x) => x,
-            Err(e) => return Poll::Ready(Err(e)),
+            Err(e) => return (Poll::Ready(Err(e)), Grow::No),
         };
         if !socket.may_send() {
-            return Poll::Ready(Err(match socket.state() {
+            let e = match socket.state() {
                 State::Closed => TcpError::ConnectionReset,
                 _ => TcpError::BrokenPipe,
-            }));
+            };
+            return (Poll::Ready(Err(e)), Grow::No);
         }
         if max == 0 {
-            return Poll::Ready(Ok(0));
+            return (Poll::Ready(Ok(0)), Grow::No);
         }
         let mut written = 0;
         while written < max && socket.send_queue() < socket.send_capacity() {
@@ -797,19 +776,24 @@ impl TcpTable {
                         break;
                     }
                 }
-                Err(_) => return Poll::Ready(Err(TcpError::BrokenPipe)),
+                Err(_) => return (Poll::Ready(Err(TcpError::BrokenPipe)), Grow::No),
             }
         }
+        let mut grow = Grow::No;
         if socket.send_queue() == socket.send_capacity() {
             conn.write.register(cx.waker());
             if written == 0 {
-                return Poll::Pending;
+                return (Poll::Pending, Grow::No);
+            }
+            // Full, with the peer's window as large: the buffer limits what is in flight.
+            if conn.send_grows && socket.remote_window() >= socket.send_capacity() {
+                grow = Grow::Send;
             }
         }
         if written > 0 {
             conn.touched = true;
         }
-        Poll::Ready(Ok(written))
+        (Poll::Ready(Ok(written)), grow)
     }
 
     /// Grows the buffer `which` of connection `id` (doubles it, up to its configured maximum)
