@@ -102,8 +102,12 @@ pub struct Config {
     /// Packets waiting to be written to the device. Default 256. When full, smoltcp holds
     /// segments in the socket buffers (no drops) until the device drains.
     pub egress_queue: usize,
-    /// How long a connection the application has dropped may take to finish closing (FIN
-    /// exchange) before it is reset. Default 30 s.
+    /// How long a connection the application has dropped may go without progress while it
+    /// closes before it is reset. Progress is the peer acknowledging more of what the stack
+    /// still had to send, or the close moving to its next state (FIN acknowledged, peer's FIN
+    /// received): a large reply written before the drop is delivered in full at the peer's
+    /// pace, while a peer that stops acknowledging, or never sends its FIN, is reset
+    /// `close_timeout` after it went quiet. Default 30 s.
     pub close_timeout: Duration,
     /// Give the buffer memory of connections idle this long back: their receive and transmit
     /// buffers, empty by then, are swapped for fresh ones of the same sizes, which cost no

@@ -126,7 +126,7 @@ pub struct TcpStats {
     pub syn_expired: u64,
     /// Retransmitted SYNs that matched an existing connection (no second socket was made).
     pub duplicate_syns: u64,
-    /// Abandoned connections reset after `close_timeout`.
+    /// Abandoned connections reset after `close_timeout` without progress.
     pub close_expired: u64,
     /// Times an idle connection's buffers were swapped for fresh ones (`tcp_idle_trim`).
     pub buffers_trimmed: u64,

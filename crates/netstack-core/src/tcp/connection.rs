@@ -36,10 +36,42 @@ impl ConnId {
 /// Where a connection is in its life (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    SynReceived { since: Instant },
+    SynReceived {
+        since: Instant,
+    },
     AcceptPending,
     Open,
-    Orphan { since: Instant },
+    /// Dropped by the application, still closing. `since` is when it was dropped or last made
+    /// progress; `progress` is what it had reached by then.
+    Orphan {
+        since: Instant,
+        progress: CloseProgress,
+    },
+}
+
+/// How far an orphan's close had got: its state and the bytes still queued to send. The close
+/// timeout counts from the last time either moved, so that a large send buffer drained at the
+/// peer's pace is delivered in full, while a peer that stops acknowledging, or never sends its
+/// FIN, is still reset after `close_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CloseProgress {
+    pub(crate) state: smoltcp::socket::tcp::State,
+    pub(crate) unsent: usize,
+}
+
+impl CloseProgress {
+    /// Where `socket` stands now.
+    pub(crate) fn of(socket: &smoltcp::socket::tcp::Socket<'_>) -> CloseProgress {
+        CloseProgress {
+            state: socket.state(),
+            unsent: socket.send_queue(),
+        }
+    }
+
+    /// Whether `now` is further along than `self`: a state change, or fewer bytes to send.
+    pub(crate) fn advanced_to(self, now: CloseProgress) -> bool {
+        now.state != self.state || now.unsent < self.unsent
+    }
 }
 
 /// One connection's bookkeeping beside its smoltcp socket.

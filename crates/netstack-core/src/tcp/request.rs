@@ -243,7 +243,7 @@ impl<M: RawMutex, C: Clock> Stack<M, C> {
         self.with_request(id, |group, i, wake| {
             let shard = &mut group.shards[i];
             shard.tcp.abort(id, &mut shard.sockets, wake);
-            shard.tcp.orphan(id, now);
+            shard.tcp.orphan(id, now, &shard.sockets);
             group.schedule(i, wake);
         });
     }

@@ -9,7 +9,8 @@
 //!
 //! Half-open connections are bounded by `syn_backlog` and expire after `syn_timeout`; all
 //! connections together are bounded by `max_connections`. Orphans (dropped by the application)
-//! finish their FIN exchange and are removed when closed, or reset after `close_timeout`.
+//! send what they hold, finish their FIN exchange and are removed when closed, or are reset
+//! once they made no progress (no data acknowledged, no state change) for `close_timeout`.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -29,7 +30,7 @@ use crate::error::TcpError;
 use crate::packet::Packet;
 use crate::stats::TcpStats;
 use crate::tcp::budget::BufferBudget;
-use crate::tcp::connection::{Accepted, Conn, ConnId, Phase};
+use crate::tcp::connection::{Accepted, CloseProgress, Conn, ConnId, Phase};
 use crate::tcp::pending::{PendingRequest, RecentRefusals, Refusal, RequestInfo};
 use crate::tcp::tuple::FourTuple;
 use crate::waker::{WakeBatch, WakerSlot};
@@ -509,7 +510,18 @@ impl TcpTable {
                         }
                     }
                 }
-                Phase::Orphan { since } => {
+                Phase::Orphan { since, progress } => {
+                    // The close timeout counts from the orphan's last progress.
+                    let reached = CloseProgress::of(socket);
+                    let since = if progress.advanced_to(reached) {
+                        conn.phase = Phase::Orphan {
+                            since: now,
+                            progress: reached,
+                        };
+                        now
+                    } else {
+                        since
+                    };
                     let expiry = since + config.close_timeout;
                     match state {
                         // An aborted socket keeps its endpoint until its RST is sent; the
@@ -901,19 +913,26 @@ impl TcpTable {
     ) {
         if let Some(conn) = self.conns.get_mut(&id) {
             self.stats.refused_accept_queue += 1;
-            sockets.get_mut::<tcp::Socket>(conn.socket).abort();
-            conn.phase = Phase::Orphan { since: now };
+            let socket = sockets.get_mut::<tcp::Socket>(conn.socket);
+            socket.abort();
+            conn.phase = Phase::Orphan {
+                since: now,
+                progress: CloseProgress::of(socket),
+            };
             self.deadline = Some(now);
         }
     }
 
     /// Makes `id` an orphan that `maintain` removes once closed (its task gave up on it).
-    pub(crate) fn orphan(&mut self, id: ConnId, now: Instant) {
+    pub(crate) fn orphan(&mut self, id: ConnId, now: Instant, sockets: &SocketSet<'static>) {
         if let Some(conn) = self.conns.get_mut(&id) {
             if let Phase::SynReceived { .. } = conn.phase {
                 self.syn_received -= 1;
             }
-            conn.phase = Phase::Orphan { since: now };
+            conn.phase = Phase::Orphan {
+                since: now,
+                progress: CloseProgress::of(sockets.get::<tcp::Socket>(conn.socket)),
+            };
             self.deadline = Some(now);
         }
     }
@@ -940,7 +959,10 @@ impl TcpTable {
         } else {
             socket.close();
         }
-        conn.phase = Phase::Orphan { since: now };
+        conn.phase = Phase::Orphan {
+            since: now,
+            progress: CloseProgress::of(socket),
+        };
         conn.read = WakerSlot::default();
         conn.write = WakerSlot::default();
         // Let `maintain` reap it (or time it out) on the next runner pass.
