@@ -144,6 +144,22 @@ impl Sim {
         }
     }
 
+    /// Opens a peer connection like [`Sim::connect`] and runs the link until the stack accepts
+    /// it (at most 2 s of simulated time): the peer's socket and the stack's stream.
+    ///
+    /// # Panics
+    /// If the handshake does not complete in that time.
+    pub fn open(&mut self, port: u16, target_port: u16, buffer: usize) -> (SocketHandle, SimConn) {
+        let h = self.connect(port, target_port, buffer);
+        let mut conn = None;
+        self.run_until(Duration::from_secs(2), Duration::from_millis(10), |s| {
+            conn = s.accept();
+            conn.is_some()
+        });
+        let conn = conn.unwrap_or_else(|| panic!("handshake not done: {}", self.stack.stats()));
+        (h, conn)
+    }
+
     /// Injects a raw packet into the stack, bypassing the link.
     pub fn inject(&mut self, packet: Vec<u8>) {
         if self.stack.push_ingress(packet).is_err() {

@@ -335,15 +335,9 @@ fn sim_dropped_connection_drains_its_send_buffer_past_the_close_timeout() {
         .tcp_tx_buffer(256 * 1024)
         .close_timeout(CoreDuration::from_secs(2));
     let mut sim = Sim::new(config, None);
-    let h = sim.connect(40000, 80, 4096);
-    let mut conn = None;
-    sim.run_until(Duration::from_secs(2), Duration::from_millis(10), |s| {
-        conn = s.accept();
-        conn.is_some()
-    });
+    let (h, conn) = sim.open(40000, 80, 4096);
     let len = 256 * 1024;
     let reply = pattern(31, len);
-    let conn = conn.expect("accepted");
     let mut sent = 0;
     let mut cx = noop_cx();
     while sent < len {
@@ -392,13 +386,7 @@ fn sim_dropped_connection_drains_its_send_buffer_past_the_close_timeout() {
     );
 
     // Now a peer that stops acknowledging half-way through a dropped stream's reply.
-    let h = sim.connect(40001, 80, 4096);
-    let mut conn = None;
-    sim.run_until(Duration::from_secs(2), Duration::from_millis(10), |s| {
-        conn = s.accept();
-        conn.is_some()
-    });
-    let conn = conn.expect("accepted");
+    let (h, conn) = sim.open(40001, 80, 4096);
     let mut sent = 0;
     while sent < len {
         match conn.poll_write(&mut cx, &reply[sent..]) {
@@ -429,15 +417,10 @@ fn sim_connection_aborted_after_close_timeout_is_reaped_on_an_idle_stack() {
     let _serial = serial();
     let config = Config::default().close_timeout(CoreDuration::from_secs(2));
     let mut sim = Sim::new(config, None);
-    let _h = sim.connect(40000, 80, 4096);
-    let mut conn = None;
-    sim.run_until(Duration::from_secs(2), Duration::from_millis(10), |s| {
-        conn = s.accept();
-        conn.is_some()
-    });
+    let (_h, conn) = sim.open(40000, 80, 4096);
     // The peer goes silent; the application closes: the FIN is never acknowledged.
     sim.blackhole_down = true;
-    drop(conn.expect("accepted"));
+    drop(conn);
     sim.run_until(Duration::from_secs(30), Duration::from_millis(100), |_| {
         false
     });
@@ -1165,13 +1148,7 @@ fn sim_idle_core_has_no_timer_after_connections_close_or_expire() {
 fn sim_reads_and_writes_fail_promptly_after_peer_reset() {
     let _serial = serial();
     let mut sim = Sim::new(Config::default(), None);
-    let h = sim.connect(40000, 80, 4096);
-    let mut conn = None;
-    sim.run_until(Duration::from_secs(2), Duration::from_millis(10), |s| {
-        conn = s.accept();
-        conn.is_some()
-    });
-    let conn = conn.expect("accepted");
+    let (h, conn) = sim.open(40000, 80, 4096);
     sim.socket(h).abort();
     sim.run_until(Duration::from_millis(50), Duration::from_millis(1), |_| {
         false
