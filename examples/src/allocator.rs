@@ -14,7 +14,8 @@
 //! anonymous `mmap` (no header: `dealloc` is told the size), and unmaps it on free. Untouched
 //! pages cost nothing, freed buffers return to the system at once, and the behaviour does not
 //! depend on the C library. Smaller allocations (packets, tasks, everything else) go to the
-//! system allocator unchanged.
+//! system allocator unchanged; with glibc, the first of them tunes it once for a forwarder
+//! ([`tune_glibc_heap`]: one heap, which keeps up to 16 MiB of freed blocks).
 //!
 //! The price is one `mmap` and one `munmap` per buffer, i.e. per connection set-up and close.
 //!
@@ -53,21 +54,58 @@ pub const FORWARDER_ALLOCATOR: ForwarderAllocator = std::alloc::System;
 pub const LARGE: usize = 128 * 1024;
 
 /// Free memory glibc may keep at the top of each heap instead of returning it (see
-/// [`keep_small_frees`]).
+/// [`tune_glibc_heap`]).
 pub const TRIM_THRESHOLD: usize = 16 << 20;
 
-/// Lets glibc keep up to [`TRIM_THRESHOLD`] of freed small blocks per heap instead of giving
-/// them back to the system after every free that leaves more than 128 KiB at the top of a
-/// heap (its default). Packet buffers of up to 64 KiB are allocated and freed at line rate;
-/// with the default every few of them cost an `madvise` and fresh page faults (18 % of the
-/// forwarder's CPU time with 8 streams). Large blocks are not affected: they are mapped by
-/// [`PageMappedLargeAllocs`]. Does nothing elsewhere than glibc.
-pub fn keep_small_frees() {
+/// Heaps ("arenas") glibc may use unless `MALLOC_ARENA_MAX` says otherwise (see
+/// [`tune_glibc_heap`]).
+pub const ARENA_MAX: usize = 1;
+
+/// Tunes glibc's `malloc` for a forwarder's small blocks (packets, tasks; large buffers are
+/// mapped by [`PageMappedLargeAllocs`] and not affected). [`PageMappedLargeAllocs`] calls it
+/// on the process's first allocation, before `main` and before any thread exists (a thread
+/// picks its heap at its first allocation; `#[tokio::main]` starts the workers before the
+/// body of `main` runs). Calling it again changes nothing. Does nothing elsewhere than glibc.
+///
+/// - Freed small blocks: glibc may keep up to [`TRIM_THRESHOLD`] of them per heap instead of
+///   giving memory back after every free that leaves more than 128 KiB at the top of a heap
+///   (its default). Packet buffers of up to 64 KiB are allocated and freed at line rate; with
+///   the default every few of them cost an `madvise` and fresh page faults (18 % of the
+///   forwarder's CPU time with 8 streams; with 4 MiB, 8 streams at MTU 1500 ran at half speed,
+///   BENCHMARKS.md run K).
+/// - One heap ([`ARENA_MAX`]) instead of glibc's up to eight per core: every heap keeps its own
+///   [`TRIM_THRESHOLD`] of freed packets, and packets are allocated on one thread and freed
+///   on another. In the reconnect storm (256 flows) one heap peaked at 52.6–54.4 MiB of RSS
+///   against 66.0–70.4 with glibc's default, at the same connection rate and TCP throughput
+///   on a 2-core machine (BENCHMARKS.md, run K). Where many cores allocate packets at once, a
+///   single heap's lock may cost more than it saves: `MALLOC_ARENA_MAX=N` in the environment
+///   keeps glibc's own setting.
+pub fn tune_glibc_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes a tuning parameter of glibc's allocator; it has no
-    // memory-safety preconditions and may be called at any time.
+    // SAFETY: mallopt only changes tuning parameters of glibc's allocator; it has no
+    // memory-safety preconditions and may be called at any time. getenv reads the environment
+    // without allocating (this runs inside the global allocator); the name is a NUL-terminated
+    // literal, and the result is only compared with null.
     unsafe {
         libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD as libc::c_int);
+        if libc::getenv(c"MALLOC_ARENA_MAX".as_ptr()).is_null() {
+            libc::mallopt(libc::M_ARENA_MAX, ARENA_MAX as libc::c_int);
+        }
+    }
+}
+
+/// Set once [`tune_glibc_heap`] ran from the allocator.
+#[cfg(target_os = "linux")]
+static HEAP_TUNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs [`tune_glibc_heap`] on the first small allocation: one relaxed load per allocation
+/// after that.
+#[cfg(target_os = "linux")]
+#[inline]
+fn tune_heap_once() {
+    use std::sync::atomic::Ordering;
+    if !HEAP_TUNED.load(Ordering::Relaxed) && !HEAP_TUNED.swap(true, Ordering::Relaxed) {
+        tune_glibc_heap();
     }
 }
 
@@ -119,6 +157,7 @@ unsafe impl GlobalAlloc for PageMappedLargeAllocs {
         if is_large(&layout) {
             map(layout.size())
         } else {
+            tune_heap_once();
             // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc's contract.
             unsafe { System.alloc(layout) }
         }
@@ -129,6 +168,7 @@ unsafe impl GlobalAlloc for PageMappedLargeAllocs {
             // Fresh anonymous pages are zero: nothing is written, nothing becomes resident.
             map(layout.size())
         } else {
+            tune_heap_once();
             // SAFETY: forwarded unchanged.
             unsafe { System.alloc_zeroed(layout) }
         }

@@ -27,7 +27,6 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    netstack_examples::allocator::keep_small_frees();
     let args = ForwarderArgs::parse();
     let device = TunIo::create(&args.tun, args.mtu)?;
     let mut config = IpStackConfig::default();

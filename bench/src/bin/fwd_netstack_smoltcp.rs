@@ -28,7 +28,6 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    netstack_examples::allocator::keep_small_frees();
     let args = ForwarderArgs::parse();
     let tun = Arc::new(Tun::create(&args.tun, args.mtu)?);
     let (stack, runner, udp, listener) = netstack_smoltcp::StackBuilder::default()

@@ -44,7 +44,6 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    netstack_examples::allocator::keep_small_frees();
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let target = args.target;

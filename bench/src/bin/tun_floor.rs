@@ -57,7 +57,6 @@ static ALLOC: netstack_examples::allocator::PageMappedLargeAllocs =
     netstack_examples::allocator::PageMappedLargeAllocs;
 
 fn main() -> io::Result<()> {
-    netstack_examples::allocator::keep_small_frees();
     let args = Args::parse();
     let a = Arc::new(open_tun(&args.tun_a)?);
     let b = Arc::new(open_tun(&args.tun_b)?);

@@ -29,7 +29,7 @@ use netstack_examples::forward::Args;
 use netstack_examples::forwarder::{forward, tokio_exec::Tokio};
 
 /// Connection buffers get pages of their own on Linux: untouched ones cost nothing, freed ones
-/// return to the system (see `netstack_examples::allocator`).
+/// return to the system; glibc keeps one heap of small blocks (see `netstack_examples::allocator`).
 #[global_allocator]
 static ALLOC: netstack_examples::allocator::ForwarderAllocator =
     netstack_examples::allocator::FORWARDER_ALLOCATOR;
@@ -37,7 +37,6 @@ static ALLOC: netstack_examples::allocator::ForwarderAllocator =
 #[tokio::main]
 async fn main() -> std::io::Result<ExitCode> {
     let args = Args::parse();
-    netstack_examples::allocator::keep_small_frees();
     // Registered before `ready`, so that a signal right after it is not lost.
     let shutdown = shutdown_signal()?;
     // On a worker thread, not on this one (`block_on`'s): the forwarder's accept loop spawns a

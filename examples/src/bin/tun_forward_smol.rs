@@ -31,7 +31,7 @@ use netstack_examples::forwarder::async_io_exec::{AsyncIoLocal, AsyncIoThreads};
 use netstack_examples::forwarder::forward;
 
 /// Connection buffers get pages of their own on Linux: untouched ones cost nothing, freed ones
-/// return to the system (see `netstack_examples::allocator`).
+/// return to the system; glibc keeps one heap of small blocks (see `netstack_examples::allocator`).
 #[global_allocator]
 static ALLOC: netstack_examples::allocator::ForwarderAllocator =
     netstack_examples::allocator::FORWARDER_ALLOCATOR;
@@ -53,7 +53,6 @@ fn main() -> std::io::Result<ExitCode> {
         forward: args,
         threads,
     } = SmolArgs::parse();
-    netstack_examples::allocator::keep_small_frees();
     // Registered before anything else, so that a signal right after `ready` is not lost.
     let mut signals = Signals::new(SHUTDOWN_SIGNALS)?;
     let shutdown = async move {
