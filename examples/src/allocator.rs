@@ -75,9 +75,10 @@ pub const ARENA_MAX: usize = 1;
 ///   BENCHMARKS.md run K).
 /// - One heap ([`ARENA_MAX`]) instead of glibc's up to eight per core: every heap keeps its own
 ///   [`TRIM_THRESHOLD`] of freed packets, and packets are allocated on one thread and freed
-///   on another. In the reconnect storm (256 flows) one heap peaked at 52.6–54.4 MiB of RSS
-///   against 66.0–70.4 with glibc's default, at the same connection rate and TCP throughput
-///   on a 2-core machine (BENCHMARKS.md, run K). Where many cores allocate packets at once, a
+///   on another. In the reconnect storm (256 flows; `cargo xtask bench --only netstack
+///   --no-tcp --no-udp --no-idle --no-scaling`) one heap peaked at 51.5–54.4 MiB of RSS
+///   against 66.0–71.4 with glibc's heaps, at the same connection rate, and TCP throughput
+///   did not change beyond its spread on a 2-core machine (BENCHMARKS.md, after run K). Where many cores allocate packets at once, a
 ///   single heap's lock may cost more than it saves: `MALLOC_ARENA_MAX=N` in the environment
 ///   keeps glibc's own setting.
 pub fn tune_glibc_heap() {

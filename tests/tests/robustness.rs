@@ -322,6 +322,19 @@ fn sim_each_expired_half_open_connection_is_counted_once() {
     assert_eq!(s.tcp.syn_expired, 200, "{s}");
 }
 
+/// Writes as much of `data` to `conn` as its send buffer takes now; returns how much.
+fn write_while_ready(conn: &netstack_tests::sim::SimConn, data: &[u8]) -> usize {
+    let mut cx = noop_cx();
+    let mut sent = 0;
+    while sent < data.len() {
+        match conn.poll_write(&mut cx, &data[sent..]) {
+            std::task::Poll::Ready(r) => sent += r.expect("stack write"),
+            std::task::Poll::Pending => break,
+        }
+    }
+    sent
+}
+
 /// An application that writes a large reply, shuts down and drops the stream has all of it
 /// delivered, however long the peer takes to drain it, as long as the peer keeps
 /// acknowledging: the close timeout counts from the orphan's last progress, not from the drop.
@@ -338,14 +351,7 @@ fn sim_dropped_connection_drains_its_send_buffer_past_the_close_timeout() {
     let (h, conn) = sim.open(40000, 80, 4096);
     let len = 256 * 1024;
     let reply = pattern(31, len);
-    let mut sent = 0;
-    let mut cx = noop_cx();
-    while sent < len {
-        match conn.poll_write(&mut cx, &reply[sent..]) {
-            std::task::Poll::Ready(r) => sent += r.expect("stack write"),
-            std::task::Poll::Pending => break,
-        }
-    }
+    let sent = write_while_ready(&conn, &reply);
     assert_eq!(sent, len, "the whole reply fits the send buffer");
     conn.shutdown_write().expect("stack shutdown");
     drop(conn);
@@ -387,13 +393,7 @@ fn sim_dropped_connection_drains_its_send_buffer_past_the_close_timeout() {
 
     // Now a peer that stops acknowledging half-way through a dropped stream's reply.
     let (h, conn) = sim.open(40001, 80, 4096);
-    let mut sent = 0;
-    while sent < len {
-        match conn.poll_write(&mut cx, &reply[sent..]) {
-            std::task::Poll::Ready(r) => sent += r.expect("stack write"),
-            std::task::Poll::Pending => break,
-        }
-    }
+    write_while_ready(&conn, &reply);
     drop(conn);
     let mut got = 0;
     sim.run_until(Duration::from_secs(1), Duration::from_millis(10), |s| {
