@@ -19,20 +19,9 @@ count=${2:?usage: $0 BINARY COUNT [forwarder options]}
 shift 2
 connload=$(realpath "$(dirname "$0")/../../target/release/connload")
 out=$(mktemp -d)
-ns=nsidlepte-$$
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-    rm -rf "$out"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -q -w net.ipv4.ip_local_port_range="1024 65000"
-ip netns exec "$ns" "$connload" serve --listen 127.0.0.1:7000 >/dev/null 2>&1 &
-pids+=($!)
+on_cleanup() { rm -rf "$out"; }
+open_netns nsidlepte
+start_echo_server "$connload" /dev/null
 start_forwarder "$ns" "$out" "$binary" 1500 --max-connections $((count + 256)) "$@" || exit 1
 fwd=$FORWARDER_PID
 sleep 0.3

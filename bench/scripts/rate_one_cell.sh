@@ -20,21 +20,8 @@ out=${3:?usage: $0 BINARY CONCURRENCY OUTDIR [forwarder options]}
 shift 3
 connload=$(realpath "$(dirname "$0")/../../target/release/connload")
 mkdir -p "$out"
-ns=nsrate-$$
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_tw_reuse=1
-ip netns exec "$ns" sysctl -q -w "net.ipv4.ip_local_port_range=1024 65000"
-ip netns exec "$ns" "$connload" serve --listen 127.0.0.1:7000 >"$out/serve.log" 2>&1 &
-pids+=($!)
-sleep 0.3
+open_netns nsrate
+start_echo_server "$connload" "$out/serve.log"
 start_forwarder "$ns" "$out" "$binary" 1500 "$@" || exit 1
 sleep 0.5
 perf_pid=

@@ -1,5 +1,41 @@
-# Sourced by the profiling scripts beside it (not run on its own): starts a TUN forwarder in a
-# network namespace the caller created, the way `cargo xtask bench` does.
+# Sourced by the profiling scripts beside it (not run on its own): the namespace they run in,
+# the echo server of the connection tests, and a TUN forwarder, the way `cargo xtask bench`
+# sets them up.
+#
+#   open_netns PREFIX
+#
+# Creates the network namespace PREFIX-$$ (its name in `ns`) with loopback up, empties the
+# `pids` array, and traps EXIT to kill every PID in `pids`, delete the namespace and then run
+# the caller's `on_cleanup` function, if it defined one.
+open_netns() {
+    ns=$1-$$
+    pids=()
+    trap close_netns EXIT
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+}
+
+# The EXIT trap of `open_netns`.
+close_netns() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    if declare -F on_cleanup >/dev/null; then on_cleanup; fi
+}
+
+#   start_echo_server CONNLOAD LOG
+#
+# The bench's sysctls for connection tests in `ns` (TIME-WAIT ports reused by the relay's
+# upstream side, ports 1024-65000), and `CONNLOAD serve` on 127.0.0.1:7000 there (output in
+# LOG, PID appended to `pids`).
+start_echo_server() {
+    ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_tw_reuse=1
+    ip netns exec "$ns" sysctl -q -w "net.ipv4.ip_local_port_range=1024 65000"
+    ip netns exec "$ns" "$1" serve --listen 127.0.0.1:7000 >"$2" 2>&1 &
+    pids+=($!)
+    sleep 0.3
+}
+
 #
 #   start_forwarder NS OUTDIR BINARY MTU [forwarder options]
 #

@@ -20,22 +20,8 @@ out=${2:?usage: $0 BINARY OUTDIR [forwarder options]}
 shift 2
 connload=$(realpath "$(dirname "$0")/../../target/release/connload")
 mkdir -p "$out"
-ns=nsstorm-$$
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-# As the bench: the relay's upstream side may reuse TIME-WAIT ports.
-ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_tw_reuse=1
-ip netns exec "$ns" sysctl -q -w "net.ipv4.ip_local_port_range=1024 65000"
-ip netns exec "$ns" "$connload" serve --listen 127.0.0.1:7000 >"$out/serve.log" 2>&1 &
-pids+=($!)
-sleep 0.3
+open_netns nsstorm
+start_echo_server "$connload" "$out/serve.log"
 start_forwarder "$ns" "$out" "$binary" 1500 "$@" || exit 1
 ip netns exec "$ns" tcpdump -i tun0 -nn -s 96 -w "$out/tun.pcap" \
     'tcp[tcpflags] & (tcp-syn|tcp-rst) != 0' >"$out/tcpdump-tun.log" 2>&1 &

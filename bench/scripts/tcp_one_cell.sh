@@ -22,16 +22,7 @@ mtu=${2:?usage: $0 BINARY MTU OUTDIR [iperf3 options]}
 out=${3:?usage: $0 BINARY MTU OUTDIR [iperf3 options]}
 shift 3
 mkdir -p "$out"
-ns=nstcpcell-$$
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
+open_netns nstcpcell
 ip netns exec "$ns" iperf3 -s -B 127.0.0.1 -p 5201 >/dev/null 2>&1 &
 pids+=($!)
 # shellcheck disable=SC2086 # FWD_ARGS is a list of options
