@@ -78,9 +78,9 @@ pub const ARENA_MAX: usize = 1;
 ///   on another. In the reconnect storm (256 flows; `cargo xtask bench --only netstack
 ///   --no-tcp --no-udp --no-idle --no-scaling`) one heap peaked at 51.5–54.4 MiB of RSS
 ///   against 66.0–71.4 with glibc's heaps, at the same connection rate, and TCP throughput
-///   did not change beyond its spread on a 2-core machine (BENCHMARKS.md, after run K). Where many cores allocate packets at once, a
-///   single heap's lock may cost more than it saves: `MALLOC_ARENA_MAX=N` in the environment
-///   keeps glibc's own setting.
+///   did not change beyond its spread on a 2-core machine (BENCHMARKS.md, after run K).
+///   Where many cores allocate packets at once, a single heap's lock may cost more than it
+///   saves: `MALLOC_ARENA_MAX=N` in the environment keeps glibc's own setting.
 pub fn tune_glibc_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes tuning parameters of glibc's allocator; it has no

@@ -150,9 +150,24 @@ impl Sim {
     /// # Panics
     /// If the handshake does not complete in that time.
     pub fn open(&mut self, port: u16, target_port: u16, buffer: usize) -> (SocketHandle, SimConn) {
+        self.open_within(port, target_port, buffer, Duration::from_secs(2))
+    }
+
+    /// [`Sim::open`] with `within` of simulated time for the handshake (a lossy link may need
+    /// retransmitted SYNs).
+    ///
+    /// # Panics
+    /// If the handshake does not complete in that time.
+    pub fn open_within(
+        &mut self,
+        port: u16,
+        target_port: u16,
+        buffer: usize,
+        within: Duration,
+    ) -> (SocketHandle, SimConn) {
         let h = self.connect(port, target_port, buffer);
         let mut conn = None;
-        self.run_until(Duration::from_secs(2), Duration::from_millis(10), |s| {
+        self.run_until(within, Duration::from_millis(10), |s| {
             conn = s.accept();
             conn.is_some()
         });
