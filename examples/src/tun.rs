@@ -28,9 +28,16 @@ pub use crate::tun_device::Device;
 #[cfg(unix)]
 use crate::tun_device::Batch;
 #[cfg(unix)]
+use std::os::fd::{AsFd, OwnedFd};
+#[cfg(unix)]
+use std::sync::OnceLock;
+#[cfg(unix)]
 use std::task::{ready, Context, Poll};
 #[cfg(unix)]
-use tokio::io::{unix::AsyncFd, Interest};
+use tokio::io::{
+    unix::{AsyncFd, AsyncFdReadyGuard},
+    Interest,
+};
 
 /// What a reader waits for. A Linux TUN whose interface was deleted reports only `EPOLLERR`,
 /// which tokio does not count as readable: without it the reader would sleep forever instead of
@@ -45,9 +52,33 @@ const READ_INTEREST: Interest = Interest::READABLE;
 pub struct Tun {
     #[cfg(unix)]
     io: AsyncFd<Device>,
+    /// With [`Tun::new_with_separate_reads`]: what reads wait on, registered by the first read
+    /// with the reactor of the runtime it runs on (`io` then waits for writability only).
+    #[cfg(unix)]
+    reads: Option<OnceLock<AsyncFd<OwnedFd>>>,
     /// Windows: tun-rs's async device needs no reactor.
     #[cfg(windows)]
     io: Device,
+}
+
+/// A read readiness guard, of whichever registration reads wait on.
+#[cfg(unix)]
+enum ReadGuard<'a> {
+    /// The device's own registration.
+    Shared(AsyncFdReadyGuard<'a, Device>),
+    /// The reads' registration (see [`Tun::new_with_separate_reads`]).
+    Separate(AsyncFdReadyGuard<'a, OwnedFd>),
+}
+
+#[cfg(unix)]
+impl ReadGuard<'_> {
+    /// Forgets the readiness: the next wait waits for the reactor's next event.
+    fn clear_ready(&mut self) {
+        match self {
+            ReadGuard::Shared(g) => g.clear_ready(),
+            ReadGuard::Separate(g) => g.clear_ready(),
+        }
+    }
 }
 
 impl Tun {
@@ -79,18 +110,87 @@ impl Tun {
     ///
     /// # Errors
     /// If the reactor refuses the descriptor.
-    #[allow(unsafe_code)]
     pub fn new(device: Device) -> io::Result<Tun> {
-        // SAFETY: a `Device` holds its descriptor from creation to drop and never replaces it
-        // (`as_raw_fd` always returns the same one); an adopted descriptor stays open for the
-        // device's life by `Device::from_fd`'s contract. So it stays open, and the same file
-        // description, for as long as the `AsyncFd` owns the device.
+        Tun::register(device, false)
+    }
+
+    /// Like [`Tun::new`], but only writes wait on this runtime's reactor. Reads wait on a
+    /// duplicate of the descriptor, which the first read registers with the reactor of the
+    /// runtime *it* runs on. So a reader on a runtime of its own (a thread of its own) is woken
+    /// by its reactor alone, and a packet's arrival wakes no thread of this runtime. Every
+    /// later read must run on that same runtime. Off Unix, the same as [`Tun::new`].
+    ///
+    /// # Errors
+    /// If the reactor refuses the descriptor.
+    pub fn new_with_separate_reads(device: Device) -> io::Result<Tun> {
+        Tun::register(device, true)
+    }
+
+    #[allow(unsafe_code)]
+    fn register(device: Device, separate_reads: bool) -> io::Result<Tun> {
         #[cfg(unix)]
-        return Ok(Tun {
-            io: unsafe { AsyncFd::register(device) }.map_err(io::Error::from)?,
-        });
+        {
+            let interest = if separate_reads {
+                Interest::WRITABLE
+            } else {
+                Interest::READABLE | Interest::WRITABLE
+            };
+            // SAFETY: a `Device` holds its descriptor from creation to drop and never replaces
+            // it (`as_raw_fd` always returns the same one); an adopted descriptor stays open for
+            // the device's life by `Device::from_fd`'s contract. So it stays open, and the same
+            // file description, for as long as the `AsyncFd` owns the device.
+            let io = unsafe { AsyncFd::register_with_interest(device, interest) }
+                .map_err(io::Error::from)?;
+            Ok(Tun {
+                io,
+                reads: separate_reads.then(OnceLock::new),
+            })
+        }
         #[cfg(windows)]
-        return Ok(Tun { io: device });
+        {
+            let _ = separate_reads;
+            Ok(Tun { io: device })
+        }
+    }
+
+    /// The reads' registration, if they have their own: made on the first call, with the
+    /// current runtime's reactor.
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    fn separate_reads(&self) -> Option<io::Result<&AsyncFd<OwnedFd>>> {
+        let reads = self.reads.as_ref()?;
+        if let Some(io) = reads.get() {
+            return Some(Ok(io));
+        }
+        let register = || {
+            let fd = self.io.get_ref().as_fd().try_clone_to_owned()?;
+            // SAFETY: the `AsyncFd` owns the duplicate, which nothing else can close, so it
+            // stays open (and the same file description) for as long as it is registered.
+            unsafe { AsyncFd::register_with_interest(fd, READ_INTEREST) }.map_err(io::Error::from)
+        };
+        Some(register().map(|io| {
+            // Only one task reads, so no other registration can have won; if one did, this
+            // one is dropped (and deregistered) here.
+            reads.get_or_init(|| io)
+        }))
+    }
+
+    /// Waits until the device may be readable.
+    #[cfg(unix)]
+    async fn read_ready(&self) -> io::Result<ReadGuard<'_>> {
+        Ok(match self.separate_reads() {
+            None => ReadGuard::Shared(self.io.ready(READ_INTEREST).await?),
+            Some(reads) => ReadGuard::Separate(reads?.ready(READ_INTEREST).await?),
+        })
+    }
+
+    /// Polls until the device may be readable.
+    #[cfg(unix)]
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<ReadGuard<'_>>> {
+        Poll::Ready(Ok(match self.separate_reads() {
+            None => ReadGuard::Shared(ready!(self.io.poll_read_ready(cx))?),
+            Some(reads) => ReadGuard::Separate(ready!(reads?.poll_read_ready(cx))?),
+        }))
     }
 
     /// Reads one packet into `buf` and returns its length.
@@ -103,10 +203,10 @@ impl Tun {
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         #[cfg(unix)]
         loop {
-            let mut guard = self.io.ready(READ_INTEREST).await?;
-            match guard.try_io(|io| io.get_ref().try_recv(buf)) {
-                Ok(result) => return result,
-                Err(_would_block) => continue,
+            let mut guard = self.read_ready().await?;
+            match self.io.get_ref().try_recv(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                result => return result,
             }
         }
         #[cfg(windows)]
@@ -129,7 +229,7 @@ impl Tun {
     ) -> io::Result<()> {
         #[cfg(unix)]
         loop {
-            let mut guard = self.io.ready(READ_INTEREST).await?;
+            let mut guard = self.read_ready().await?;
             if self.io.get_ref().try_recv_batch(out, max, capacity)? == Batch::Drained {
                 guard.clear_ready();
             }
@@ -184,10 +284,10 @@ impl Tun {
     #[cfg(unix)]
     pub fn poll_recv(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         loop {
-            let mut guard = ready!(self.io.poll_read_ready(cx))?;
-            match guard.try_io(|io| io.get_ref().try_recv(buf)) {
-                Ok(result) => return Poll::Ready(result),
-                Err(_would_block) => continue,
+            let mut guard = ready!(self.poll_read_ready(cx))?;
+            match self.io.get_ref().try_recv(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                result => return Poll::Ready(result),
             }
         }
     }

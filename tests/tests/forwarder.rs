@@ -166,6 +166,19 @@ fn tun_forward_without_offloads_relays_v4_and_v6_at_mtu_1500() {
     );
 }
 
+/// The device read (and the UDP relay) on a thread of their own, the TCP relays on tokio's
+/// workers: the stack is fed from one thread and drained from others.
+#[test]
+fn tun_forward_with_a_device_thread_relays_v4_and_v6_at_mtu_1500() {
+    forward_round_trip(
+        tun_forward_binary,
+        1500,
+        16 << 20,
+        &["--device-thread"],
+        Segments::LargerThanMtu,
+    );
+}
+
 #[test]
 fn tun_forward_relays_v4_and_v6_at_mtu_65000() {
     forward_round_trip(tun_forward_binary, 65000, 16 << 20, &[], Segments::Any);
@@ -224,10 +237,16 @@ fn run(program: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-/// DNS over UDP (v4 and v6) and ping through the forwarder at `binary`.
-fn dig_and_ping(binary: fn() -> PathBuf) {
+/// DNS over UDP (v4 and v6) and ping through the forwarder at `binary`, started with
+/// `--redirect 127.0.0.1` and `extra`.
+fn dig_and_ping(binary: fn() -> PathBuf, extra: &'static [&'static str]) {
     std::thread::spawn(move || {
-        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &["--redirect", "127.0.0.1"]);
+        let args: Vec<&str> = ["--redirect", "127.0.0.1"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &args);
         let pid_file = format!(
             "/tmp/netstack-test-dnsmasq-{}-{:?}.pid",
             std::process::id(),
@@ -271,12 +290,17 @@ fn dig_and_ping(binary: fn() -> PathBuf) {
 
 #[test]
 fn tun_forward_answers_dig_and_ping() {
-    dig_and_ping(tun_forward_binary);
+    dig_and_ping(tun_forward_binary, &[]);
+}
+
+#[test]
+fn tun_forward_with_a_device_thread_answers_dig_and_ping() {
+    dig_and_ping(tun_forward_binary, &["--device-thread"]);
 }
 
 #[test]
 fn tun_forward_smol_answers_dig_and_ping() {
-    dig_and_ping(tun_forward_smol_binary);
+    dig_and_ping(tun_forward_smol_binary, &[]);
 }
 
 /// `--icmp forward`: a ping through the forwarder at `binary` is answered only if its real
@@ -311,9 +335,18 @@ fn tun_forward_smol_icmp_forward_reports_the_real_result() {
 
 /// Deleting the forwarder's interface under it makes its device reads fail (`EBADFD`): the
 /// forwarder must say so and exit with status 1 instead of living on without a device.
-fn exits_when_its_interface_is_deleted(binary: fn() -> PathBuf, name: &'static str) {
+fn exits_when_its_interface_is_deleted(
+    binary: fn() -> PathBuf,
+    name: &'static str,
+    extra: &'static [&'static str],
+) {
     std::thread::spawn(move || {
-        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &["--redirect", "127.0.0.1"]);
+        let args: Vec<&str> = ["--redirect", "127.0.0.1"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &args);
         // It forwards before the deletion: the exit below is the deletion's doing.
         echo_v4_and_v6(64 << 10);
         ip(&["link", "del", "tunf"]).unwrap();
@@ -332,12 +365,19 @@ fn exits_when_its_interface_is_deleted(binary: fn() -> PathBuf, name: &'static s
 
 #[test]
 fn tun_forward_exits_non_zero_when_its_interface_is_deleted() {
-    exits_when_its_interface_is_deleted(tun_forward_binary, "tun_forward");
+    exits_when_its_interface_is_deleted(tun_forward_binary, "tun_forward", &[]);
+}
+
+/// The same with the device read on a thread of its own, on a registration of its own (a
+/// duplicate of the descriptor, on that thread's reactor): the deletion must reach it too.
+#[test]
+fn tun_forward_with_a_device_thread_exits_non_zero_when_its_interface_is_deleted() {
+    exits_when_its_interface_is_deleted(tun_forward_binary, "tun_forward", &["--device-thread"]);
 }
 
 #[test]
 fn tun_forward_smol_exits_non_zero_when_its_interface_is_deleted() {
-    exits_when_its_interface_is_deleted(tun_forward_smol_binary, "tun_forward_smol");
+    exits_when_its_interface_is_deleted(tun_forward_smol_binary, "tun_forward_smol", &[]);
 }
 
 /// The device comes from the test, as Android's VpnService hands one to an app: the test opens

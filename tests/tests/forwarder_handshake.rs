@@ -315,8 +315,11 @@ fn tun_forward_accept_first_breaks_the_dual_stack_fallback() {
 /// A connected UDP socket sending to a closed port through the forwarder gets ECONNREFUSED,
 /// for every datagram, over IPv4 and IPv6, from the ICMP port unreachable the forwarder passes
 /// back.
-fn connected_udp_to_a_closed_port_gets_econnrefused(binary: fn() -> PathBuf) {
-    let stderr = with_forwarder(binary, &[], |_| async {
+fn connected_udp_to_a_closed_port_gets_econnrefused(
+    binary: fn() -> PathBuf,
+    extra: &'static [&'static str],
+) {
+    let stderr = with_forwarder(binary, extra, |_| async {
         for v6 in [false, true] {
             let port = closed_port(if v6 { "::1" } else { "127.0.0.1" });
             let bind = if v6 { "[::]:0" } else { "0.0.0.0:0" };
@@ -346,13 +349,21 @@ fn connected_udp_to_a_closed_port_gets_econnrefused(binary: fn() -> PathBuf) {
 #[test]
 fn tun_forward_connected_udp_to_a_closed_port_gets_econnrefused() {
     let _load = shared();
-    connected_udp_to_a_closed_port_gets_econnrefused(tun_forward_binary);
+    connected_udp_to_a_closed_port_gets_econnrefused(tun_forward_binary, &[]);
+}
+
+/// The same with the device read and the UDP relay on a thread of their own: the flow's
+/// socket and its errors are on that thread's reactor.
+#[test]
+fn tun_forward_with_a_device_thread_connected_udp_to_a_closed_port_gets_econnrefused() {
+    let _load = shared();
+    connected_udp_to_a_closed_port_gets_econnrefused(tun_forward_binary, &["--device-thread"]);
 }
 
 #[test]
 fn tun_forward_smol_connected_udp_to_a_closed_port_gets_econnrefused() {
     let _load = shared();
-    connected_udp_to_a_closed_port_gets_econnrefused(tun_forward_smol_binary);
+    connected_udp_to_a_closed_port_gets_econnrefused(tun_forward_smol_binary, &[]);
 }
 
 /// 300 connections to a black-holed destination (every SYN dropped) are more than all the

@@ -137,8 +137,8 @@ fn replies_arrive_whole_and_in_order(
 
 /// Runs the test over IPv4 and IPv6 through the forwarder at `binary`, then checks its
 /// counters: every reply relayed, none dropped.
-fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
-    let stderr = bursts_through(binary, reply_len);
+fn mixed_bursts_arrive_whole_and_in_order(binary: fn() -> PathBuf, extra: &[&'static str]) {
+    let stderr = bursts_through(binary, extra, reply_len);
     assert_relayed(&stderr, 2, "replied ");
 }
 
@@ -152,9 +152,13 @@ fn assert_relayed(stderr: &str, flows: u64, label: &str) {
 }
 
 /// Runs the test over IPv4 and IPv6 with replies of `reply_len` through the forwarder at
-/// `binary`; returns its counters (stderr).
-fn bursts_through(binary: fn() -> PathBuf, reply_len: fn(usize) -> usize) -> String {
-    ForwarderProcess::run_in_new_netns(binary(), REDIRECTS.to_vec(), move |_| {
+/// `binary` (with [`REDIRECTS`] and `extra`); returns its counters (stderr).
+fn bursts_through(
+    binary: fn() -> PathBuf,
+    extra: &[&'static str],
+    reply_len: fn(usize) -> usize,
+) -> String {
+    ForwarderProcess::run_in_new_netns(binary(), [&REDIRECTS[..], extra].concat(), move |_| {
         replies_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1, reply_len);
         replies_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
     })
@@ -162,12 +166,19 @@ fn bursts_through(binary: fn() -> PathBuf, reply_len: fn(usize) -> usize) -> Str
 
 #[test]
 fn tun_forward_relays_bursts_of_mixed_replies_whole_and_in_order() {
-    mixed_bursts_arrive_whole_and_in_order(tun_forward_binary);
+    mixed_bursts_arrive_whole_and_in_order(tun_forward_binary, &[]);
+}
+
+/// The flows on the device thread: their replies enter the stack from there, and leave the
+/// device from tokio's workers.
+#[test]
+fn tun_forward_with_a_device_thread_relays_bursts_of_mixed_replies_whole_and_in_order() {
+    mixed_bursts_arrive_whole_and_in_order(tun_forward_binary, &["--device-thread"]);
 }
 
 #[test]
 fn tun_forward_smol_relays_bursts_of_mixed_replies_whole_and_in_order() {
-    mixed_bursts_arrive_whole_and_in_order(tun_forward_smol_binary);
+    mixed_bursts_arrive_whole_and_in_order(tun_forward_smol_binary, &[]);
 }
 
 /// Replies of one size that the target sends together leave the TUN device as UDP trains
@@ -175,7 +186,7 @@ fn tun_forward_smol_relays_bursts_of_mixed_replies_whole_and_in_order() {
 /// client still receives every one whole and in order, the shorter last one of each burst too.
 #[test]
 fn tun_forward_writes_equal_replies_as_udp_trains_that_arrive_whole() {
-    let stderr = bursts_through(tun_forward_binary, train_reply_len);
+    let stderr = bursts_through(tun_forward_binary, &[], train_reply_len);
     assert_relayed(&stderr, 2, "replied ");
     let trains = counter(&stderr, "tun tunf:", "udp trains ");
     let line = stderr
@@ -229,8 +240,9 @@ fn uploads_arrive_whole_and_in_order(
 
 /// Mixed sizes over IPv4 and IPv6, then equal sizes (runs the relay sends with one
 /// segmented send), through the forwarder at `binary`; every datagram forwarded, none dropped.
-fn mixed_uploads_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
-    let stderr = ForwarderProcess::run_in_new_netns(binary(), REDIRECTS.to_vec(), |_| {
+fn mixed_uploads_arrive_whole_and_in_order(binary: fn() -> PathBuf, extra: &[&'static str]) {
+    let args = [&REDIRECTS[..], extra].concat();
+    let stderr = ForwarderProcess::run_in_new_netns(binary(), args, |_| {
         uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 1, reply_len);
         uploads_arrive_whole_and_in_order("::1", "[fd00::10]:PORT", 1000, reply_len);
         uploads_arrive_whole_and_in_order("127.0.0.1", "198.19.0.10:PORT", 2000, train_reply_len);
@@ -240,10 +252,16 @@ fn mixed_uploads_arrive_whole_and_in_order(binary: fn() -> PathBuf) {
 
 #[test]
 fn tun_forward_relays_bursts_of_mixed_uploads_whole_and_in_order() {
-    mixed_uploads_arrive_whole_and_in_order(tun_forward_binary);
+    mixed_uploads_arrive_whole_and_in_order(tun_forward_binary, &[]);
+}
+
+/// The device read, the flow table and the flows all on the device thread.
+#[test]
+fn tun_forward_with_a_device_thread_relays_bursts_of_mixed_uploads_whole_and_in_order() {
+    mixed_uploads_arrive_whole_and_in_order(tun_forward_binary, &["--device-thread"]);
 }
 
 #[test]
 fn tun_forward_smol_relays_bursts_of_mixed_uploads_whole_and_in_order() {
-    mixed_uploads_arrive_whole_and_in_order(tun_forward_smol_binary);
+    mixed_uploads_arrive_whole_and_in_order(tun_forward_smol_binary, &[]);
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! tun_forward --tun NAME [--mtu N] [--redirect IP]... [--accept-first] [--dial-timeout S]
 //! tun_forward --tun-fd FD [--mtu N] [--redirect IP]...
+//! tun_forward --tun NAME --device-thread
 //! ```
 //!
 //! Creates (or opens) TUN device NAME in the current network namespace, or drives the inherited
@@ -17,7 +18,9 @@
 //! `--help` lists every option.
 //!
 //! The forwarding code is `netstack_examples::forwarder`, shared with `tun_forward_smol`; this
-//! binary runs it on tokio's multi-thread runtime.
+//! binary runs it on tokio's multi-thread runtime. With `--device-thread`, the device's reader
+//! and the UDP relay run on a thread of their own: faster UDP upload, slightly slower TCP (see
+//! `Tokio::with_device_thread`).
 //!
 //! Without `--redirect`, a real deployment must keep the forwarder's own outbound sockets off
 //! the TUN route (`SO_MARK` + policy routing, or `SO_BINDTODEVICE`), or they loop back into it.
@@ -34,9 +37,33 @@ use netstack_examples::forwarder::{forward, tokio_exec::Tokio};
 static ALLOC: netstack_examples::allocator::ForwarderAllocator =
     netstack_examples::allocator::FORWARDER_ALLOCATOR;
 
+/// The forwarder's command line, and where the device is read.
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Relay every TCP connection and UDP flow arriving on a TUN device"
+)]
+struct TokioArgs {
+    #[command(flatten)]
+    forward: Args,
+    /// Read the device and relay UDP on a thread of their own (a single-thread runtime) instead
+    /// of on tokio's workers: about 25 % more UDP upload on a 2-core machine, at a cost of
+    /// 5-10 % in TCP (BENCHMARKS.md, run M). For UDP-heavy tunnels (QUIC, WireGuard, games).
+    #[arg(long)]
+    device_thread: bool,
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<ExitCode> {
-    let args = Args::parse();
+    let TokioArgs {
+        forward: args,
+        device_thread,
+    } = TokioArgs::parse();
+    let exec = if device_thread {
+        Tokio::with_device_thread()?
+    } else {
+        Tokio::default()
+    };
     // Registered before `ready`, so that a signal right after it is not lost.
     let shutdown = shutdown_signal()?;
     // On a worker thread, not on this one (`block_on`'s): the forwarder's accept loop spawns a
@@ -44,7 +71,7 @@ async fn main() -> std::io::Result<ExitCode> {
     // runtime's shared queue and wakes a parked worker, where a spawn from a worker lands in
     // its own queue. With 32 clients of `connload rate` this thread woke about once per five
     // connections (BENCHMARKS.md, run I).
-    tokio::spawn(forward(Tokio, args, "tun_forward", shutdown))
+    tokio::spawn(forward(exec, args, "tun_forward", shutdown))
         .await
         .map_err(std::io::Error::other)?
 }

@@ -63,7 +63,7 @@ impl Executor for AsyncIoLocal {
         1
     }
 
-    fn open_tun(device: Device) -> io::Result<AsyncIoTun> {
+    fn open_tun(&self, device: Device) -> io::Result<AsyncIoTun> {
         AsyncIoTun::new(device)
     }
 
@@ -128,7 +128,7 @@ impl Executor for AsyncIoThreads {
         self.threads
     }
 
-    fn open_tun(device: Device) -> io::Result<AsyncIoTun> {
+    fn open_tun(&self, device: Device) -> io::Result<AsyncIoTun> {
         AsyncIoTun::new(device)
     }
 

@@ -44,14 +44,22 @@ pub trait Executor: Clone + Sized + 'static {
     /// Spawns `task`, detached.
     fn spawn(&self, task: Task<Self>);
 
+    /// The executor of the device's reader and of the UDP relay (the flow table and its
+    /// flows): by default this one. Tokio's may be a thread of their own
+    /// ([`Tokio::with_device_thread`](super::tokio_exec::Tokio::with_device_thread)).
+    fn device_side(&self) -> Self {
+        self.clone()
+    }
+
     /// Threads the executor runs tasks on: the default number of the stack's runner groups.
     fn parallelism(&self) -> usize;
 
-    /// Registers `device` with the executor's reactor.
+    /// Registers `device` with the executor's reactor (its reads, with the reactor of the
+    /// [`device_side`](Self::device_side) executor, where that differs).
     ///
     /// # Errors
     /// If the reactor refuses the descriptor.
-    fn open_tun(device: Device) -> io::Result<Self::Tun>;
+    fn open_tun(&self, device: Device) -> io::Result<Self::Tun>;
 
     /// Connects a kernel TCP socket to `to` (no timeout of its own: see
     /// [`connect_within`](super::time::connect_within)).

@@ -70,7 +70,7 @@ pub async fn forward<E: Executor>(
     program: &str,
     shutdown: impl Future<Output = io::Result<()>>,
 ) -> io::Result<ExitCode> {
-    let tun = Arc::new(E::open_tun(args.open_device(!args.no_offload)?)?);
+    let tun = Arc::new(exec.open_tun(args.open_device(!args.no_offload)?)?);
     // With offloads the kernel's transport checksums are partial by design, and every packet
     // on the device was built by the local kernel: neither complete nor verify them (the stack
     // gets `verify_checksums(false)`).
@@ -83,8 +83,9 @@ pub async fn forward<E: Executor>(
     let listener = Listener::new(port.core().clone());
     let targets = args.targets();
     let udp_stats = Arc::new(UdpRelayStats::default());
-    exec.spawn(Task::Udp {
-        exec: exec.clone(),
+    let device_side = exec.device_side();
+    device_side.spawn(Task::Udp {
+        exec: device_side.clone(),
         socket: port.udp_socket()?,
         targets: targets.clone(),
         limits: args.udp_limits(),
@@ -99,7 +100,7 @@ pub async fn forward<E: Executor>(
     }
     let (sink, stream) = port.split();
     let (failed, mut read_failed) = oneshot::channel();
-    exec.spawn(Task::DeviceToStack {
+    device_side.spawn(Task::DeviceToStack {
         tun: tun.clone(),
         sink,
         failed,

@@ -1,6 +1,8 @@
 //! The forwarder on tokio: the `Send` stack of `netstack-tokio` (its runner spawned with
 //! `tokio::spawn`), tokio's kernel sockets and timer, and [`Tun`] on tokio's reactor. Runs on the
-//! multi-thread runtime: every task may move between worker threads.
+//! multi-thread runtime: every task may move between worker threads. With
+//! [`Tokio::with_device_thread`], the device's reader and the UDP relay run on a thread of
+//! their own instead.
 
 use std::collections::VecDeque;
 use std::io;
@@ -22,8 +24,44 @@ use crate::tun::Tun;
 use crate::tun_device::Device;
 
 /// The tokio executor (the ambient runtime: call [`forward`](super::forward) inside it).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tokio;
+#[derive(Debug, Clone, Default)]
+pub struct Tokio {
+    /// The device thread's runtime (see [`Tokio::with_device_thread`]), if there is one.
+    device: Option<tokio::runtime::Handle>,
+    /// This is the device thread's executor: spawn there.
+    on_device_thread: bool,
+}
+
+impl Tokio {
+    /// The ambient runtime, but the device's reader and the UDP relay (its flow table and
+    /// every flow) on a thread of their own: a single-thread runtime whose reactor alone hears
+    /// the device's reads and the flows' sockets. Must be called inside a tokio runtime.
+    ///
+    /// Why: on the multi-thread runtime the reader's wake-ups go to whichever worker is idle,
+    /// so the reader moves between workers and reads a few packets per wake-up. Each packet's
+    /// arrival then wakes the idle worker again. On its own thread, the reader drains the
+    /// device while packets queue, with no wake-ups in between. On the 2-core bench machine
+    /// this carried 2.35-2.41 Gbit/s of UDP upload against 1.82-1.90 without it, and cost
+    /// TCP 5-10 % (the TCP runners and relays are then woken from another thread); see
+    /// BENCHMARKS.md, run M. Off by default: `tun_forward --device-thread`.
+    ///
+    /// # Errors
+    /// If the thread or its runtime cannot be started.
+    pub fn with_device_thread() -> io::Result<Tokio> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("netstack-device".into())
+            // Runs the spawned tasks for as long as the process lives.
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(Tokio {
+            device: Some(handle),
+            on_device_thread: false,
+        })
+    }
+}
 
 impl Executor for Tokio {
     type Ptr = netstack_tokio::StackPtr;
@@ -39,15 +77,29 @@ impl Executor for Tokio {
     }
 
     fn spawn(&self, task: Task<Self>) {
-        tokio::spawn(task.run());
+        match &self.device {
+            Some(device) if self.on_device_thread => drop(device.spawn(task.run())),
+            _ => drop(tokio::spawn(task.run())),
+        }
+    }
+
+    fn device_side(&self) -> Tokio {
+        Tokio {
+            device: self.device.clone(),
+            on_device_thread: self.device.is_some(),
+        }
     }
 
     fn parallelism(&self) -> usize {
         tokio::runtime::Handle::current().metrics().num_workers()
     }
 
-    fn open_tun(device: Device) -> io::Result<Tun> {
-        Tun::new(device)
+    fn open_tun(&self, device: Device) -> io::Result<Tun> {
+        if self.device.is_some() {
+            Tun::new_with_separate_reads(device)
+        } else {
+            Tun::new(device)
+        }
     }
 
     async fn connect(to: SocketAddr) -> io::Result<tokio::net::TcpStream> {
