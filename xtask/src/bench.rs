@@ -45,9 +45,9 @@ pub struct BenchArgs {
     /// One run of 2 s per cell, shorter rate test, fewer idle connections.
     #[arg(long)]
     quick: bool,
-    /// Only run these subjects (comma-separated keys: netstack, netstack-smol,
-    /// netstack-smol-threads, netstack-smoltcp, ipstack, gvisor, kernel-relay, tun-floor,
-    /// loopback; and
+    /// Only run these subjects (comma-separated keys: netstack, netstack-device-thread,
+    /// netstack-smol, netstack-smol-threads, netstack-smoltcp, ipstack, gvisor, kernel-relay,
+    /// tun-floor, loopback; and
     /// netstack-baseline, another build of tun_forward named by $NETSTACK_BENCH_BASELINE;
     /// netstack-baseline-b, a third one named by $NETSTACK_BENCH_BASELINE_B).
     #[arg(long, value_delimiter = ',')]
@@ -149,6 +149,14 @@ fn subjects(release: &Path) -> Vec<Subject> {
             args: Vec::new(),
         },
         tun("netstack", "netstack (tun_forward)", "tun_forward"),
+        Subject {
+            args: vec!["--device-thread".into()],
+            ..tun(
+                "netstack-device-thread",
+                "netstack, device + UDP thread (tun_forward --device-thread)",
+                "tun_forward",
+            )
+        },
         tun(
             "netstack-smol",
             "netstack, one thread (tun_forward_smol)",
