@@ -390,4 +390,63 @@ mod tests {
             });
         });
     }
+
+    /// A device made with separate reads is read on the runtime of its first read, on another
+    /// thread, while the runtime that made it is not driven at all: were the reads still
+    /// waiting on that runtime's reactor, nothing would wake them. Its writes still work on the
+    /// runtime that made it.
+    #[test]
+    fn separate_reads_wait_on_the_reading_runtime_alone() {
+        in_new_netns(|| {
+            let maker = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let tun = maker.block_on(async {
+                let device = Device::create("tunsep0", 1400, false).unwrap();
+                std::sync::Arc::new(Tun::new_with_separate_reads(device).unwrap())
+            });
+            ip(&["addr", "add", "198.18.0.1/15", "dev", "tunsep0"]);
+
+            let reader = tun.clone();
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let read_thread = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let packet = runtime.block_on(async {
+                    let mut buf = vec![0u8; 2048];
+                    tokio::time::timeout(Duration::from_secs(5), async {
+                        loop {
+                            let n = reader.recv(&mut buf).await.unwrap();
+                            if n >= 20 && buf[0] >> 4 == 4 && buf[9] == 17 {
+                                return buf[..n].to_vec();
+                            }
+                        }
+                    })
+                    .await
+                    .expect("no IPv4 UDP packet read within 5 s")
+                });
+                done_tx.send(()).unwrap();
+                packet
+            });
+            // Until the reader has one: it registers its reads with its first read.
+            let sock = UdpSocket::bind((Ipv4Addr::new(198, 18, 0, 1), 0)).unwrap();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(Duration::from_millis(50))
+            {
+                sock.send_to(b"separate", (Ipv4Addr::new(198, 18, 0, 2), 9999))
+                    .unwrap();
+            }
+            let packet = read_thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let ihl = usize::from(packet[0] & 0x0f) * 4;
+            assert_eq!(&packet[ihl + 8..], b"separate");
+
+            let n = maker.block_on(tun.send(&packet)).unwrap();
+            assert_eq!(n, packet.len());
+        });
+    }
 }

@@ -41,9 +41,9 @@ impl Tokio {
     /// so the reader moves between workers and reads a few packets per wake-up. Each packet's
     /// arrival then wakes the idle worker again. On its own thread, the reader drains the
     /// device while packets queue, with no wake-ups in between. On the 2-core bench machine
-    /// this carried 2.35-2.41 Gbit/s of UDP upload against 1.82-1.90 without it, and cost
-    /// TCP 5-10 % (the TCP runners and relays are then woken from another thread); see
-    /// BENCHMARKS.md, run M. Off by default: `tun_forward --device-thread`.
+    /// this carried 1.94 Gbit/s of UDP upload against 1.60 without it, but cost UDP
+    /// download (1.18 against 1.61) and TCP 4-12 % (the TCP runners and relays are then woken
+    /// from another thread); see BENCHMARKS.md, run M. Off by default: `tun_forward --device-thread`.
     ///
     /// # Errors
     /// If the thread or its runtime cannot be started.
