@@ -237,16 +237,17 @@ fn run(program: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Starts the forwarder at `binary` in a new namespace with `--redirect 127.0.0.1` and `extra`.
+fn start_redirecting(binary: fn() -> PathBuf, extra: &[&str]) -> ForwarderProcess {
+    let args = [&["--redirect", "127.0.0.1"][..], extra].concat();
+    ForwarderProcess::start_in_new_netns(&binary(), &args)
+}
+
 /// DNS over UDP (v4 and v6) and ping through the forwarder at `binary`, started with
 /// `--redirect 127.0.0.1` and `extra`.
 fn dig_and_ping(binary: fn() -> PathBuf, extra: &'static [&'static str]) {
     std::thread::spawn(move || {
-        let args: Vec<&str> = ["--redirect", "127.0.0.1"]
-            .iter()
-            .chain(extra)
-            .copied()
-            .collect();
-        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &args);
+        let fwd = start_redirecting(binary, extra);
         let pid_file = format!(
             "/tmp/netstack-test-dnsmasq-{}-{:?}.pid",
             std::process::id(),
@@ -341,12 +342,7 @@ fn exits_when_its_interface_is_deleted(
     extra: &'static [&'static str],
 ) {
     std::thread::spawn(move || {
-        let args: Vec<&str> = ["--redirect", "127.0.0.1"]
-            .iter()
-            .chain(extra)
-            .copied()
-            .collect();
-        let fwd = ForwarderProcess::start_in_new_netns(&binary(), &args);
+        let fwd = start_redirecting(binary, extra);
         // It forwards before the deletion: the exit below is the deletion's doing.
         echo_v4_and_v6(64 << 10);
         ip(&["link", "del", "tunf"]).unwrap();
