@@ -102,6 +102,10 @@ pub struct Device {
     /// UDP trains written, and the datagrams they carried.
     trains_written: AtomicU64,
     train_datagrams: AtomicU64,
+    /// Reads without a readiness wait ([`Device::try_recv_more`]) that found packets, and
+    /// the packets they found.
+    reads_without_wait: AtomicU64,
+    packets_without_wait: AtomicU64,
     /// The read buffer [`Device::try_recv_batch`] reuses between calls.
     scratch: Mutex<Vec<u8>>,
 }
@@ -175,6 +179,8 @@ impl Device {
             udp_trains: AtomicBool::new(cfg!(target_os = "linux") && offload),
             trains_written: AtomicU64::new(0),
             train_datagrams: AtomicU64::new(0),
+            reads_without_wait: AtomicU64::new(0),
+            packets_without_wait: AtomicU64::new(0),
             scratch: Mutex::new(Vec::new()),
         }
     }
@@ -213,6 +219,37 @@ impl Device {
             self.trains_written.load(Ordering::Relaxed),
             self.train_datagrams.load(Ordering::Relaxed),
         )
+    }
+
+    /// Reads by [`Device::try_recv_more`] that found packets, and the packets they found.
+    pub fn reads_without_wait(&self) -> (u64, u64) {
+        (
+            self.reads_without_wait.load(Ordering::Relaxed),
+            self.packets_without_wait.load(Ordering::Relaxed),
+        )
+    }
+
+    /// [`Device::try_recv_batch`] by a reader that did not wait for readiness (it read again
+    /// after a burst, see `forwarder::pump::device_to_stack`), counted in
+    /// [`Device::reads_without_wait`] when it finds packets.
+    ///
+    /// # Errors
+    /// As [`Device::try_recv_batch`].
+    pub fn try_recv_more(
+        &self,
+        out: &mut VecDeque<Vec<u8>>,
+        max: usize,
+        capacity: usize,
+    ) -> io::Result<Batch> {
+        let before = out.len();
+        let result = self.try_recv_batch(out, max, capacity);
+        let found = (out.len() - before) as u64;
+        if found > 0 {
+            self.reads_without_wait.fetch_add(1, Ordering::Relaxed);
+            self.packets_without_wait
+                .fetch_add(found, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Writes `packets` — UDP datagrams of one flow that make a train (see

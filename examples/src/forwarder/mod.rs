@@ -154,8 +154,10 @@ pub async fn forward<E: Executor>(
     eprintln!("{udp_stats}");
     eprintln!("{}", dialer.stats);
     let (trains, train_datagrams) = tun.udp_trains();
+    let (reads, read_packets) = tun.reads_without_wait();
     eprintln!(
         "tun {}: offloads {}, {} packets dropped for an inconsistent offload header, \
+         reads after a burst without waiting {reads} ({read_packets} packets), \
          udp trains {trains} ({train_datagrams} datagrams)",
         tun.name(),
         if tun.offload() { "on" } else { "off" },
