@@ -19,8 +19,8 @@
 //!
 //! The forwarding code is `netstack_examples::forwarder`, shared with `tun_forward_smol`; this
 //! binary runs it on tokio's multi-thread runtime. With `--device-thread`, the device's reader
-//! and the UDP relay run on a thread of their own: faster UDP upload, slower UDP download and TCP (see
-//! `Tokio::with_device_thread`).
+//! and the UDP relay run on a thread of their own: faster UDP upload, slower UDP download and
+//! TCP (see `Tokio::with_device_thread`).
 //!
 //! Without `--redirect`, a real deployment must keep the forwarder's own outbound sockets off
 //! the TUN route (`SO_MARK` + policy routing, or `SO_BINDTODEVICE`), or they loop back into it.
@@ -48,7 +48,8 @@ struct TokioArgs {
     forward: Args,
     /// Read the device and relay UDP on a thread of their own (a single-thread runtime) instead
     /// of on tokio's workers: about 20 % more UDP upload on a 2-core machine, at a cost of
-    /// about 30 % in UDP download and 4-12 % in TCP (BENCHMARKS.md, run M). For UDP-heavy tunnels (QUIC, WireGuard, games).
+    /// about 30 % in UDP download and 4-12 % in TCP (BENCHMARKS.md, run M). For UDP-heavy
+    /// tunnels (QUIC, WireGuard, games).
     #[arg(long)]
     device_thread: bool,
 }

@@ -26,9 +26,11 @@ pub const BATCH: usize = 32;
 /// sleep and a wake-up of the thread). A wake-up that found one packet waits at once, so a
 /// lightly loaded or idle device costs no extra reads.
 ///
-/// Measured with `bench/scripts/udp_one_cell.sh` (UDP upload, MTU 1500, `-b 0`), three runs
-/// each, alternating: 2.15-2.23 Gbit/s delivered against 1.88-1.94 without the second read
-/// (BENCHMARKS.md, run N).
+/// Measured in BENCHMARKS.md, run N (`cargo xtask bench` with the build before this as a
+/// baseline): UDP upload 1.89 and 1.94 Gbit/s delivered at MTU 1500 and 65000, against 1.58
+/// and 1.63 without the second read; TCP within the baseline's spread. The price: a burst
+/// ends with one or two empty reads (`WouldBlock`) more than before: the read after the
+/// yield, and, when that one had found packets, the one before the next wait.
 pub async fn device_to_stack<T: TunDevice, P: StackPtr>(
     tun: Arc<T>,
     mut sink: PacketSink<P, io::Error>,

@@ -43,7 +43,8 @@ impl Tokio {
     /// device while packets queue, with no wake-ups in between. On the 2-core bench machine
     /// this carried 1.94 Gbit/s of UDP upload against 1.60 without it, but cost UDP
     /// download (1.18 against 1.61) and TCP 4-12 % (the TCP runners and relays are then woken
-    /// from another thread); see BENCHMARKS.md, run M. Off by default: `tun_forward --device-thread`.
+    /// from another thread); see BENCHMARKS.md, run M. Off by default: `tun_forward
+    /// --device-thread`.
     ///
     /// # Errors
     /// If the thread or its runtime cannot be started.
