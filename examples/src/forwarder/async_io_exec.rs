@@ -17,6 +17,7 @@ use async_executor::{Executor as ThreadsExecutor, LocalExecutor};
 use async_io::{Async, Timer};
 use netstack_core::{Config, PacketPort};
 
+use super::dial;
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
 use super::udp_batch::send_batch;
@@ -146,9 +147,15 @@ impl Executor for AsyncIoThreads {
 }
 
 /// A kernel TCP connection to `to` with `TCP_NODELAY`, registered with async-io's reactor.
+/// Connects to `to` with `TCP_NODELAY`; waits for the reactor only if the kernel has not
+/// connected the socket inside `connect` already (see [`dial`]).
 async fn connect_nodelay(to: SocketAddr) -> io::Result<Async<TcpStream>> {
-    let stream = Async::<TcpStream>::connect(to).await?;
-    stream.get_ref().set_nodelay(true)?;
+    let dial = dial::start(to)?;
+    let stream = Async::new_nonblocking(dial.stream)?;
+    if !dial.connected {
+        stream.writable().await?;
+        dial::finish(stream.get_ref())?;
+    }
     Ok(stream)
 }
 

@@ -17,6 +17,7 @@
 
 pub mod async_io_exec;
 pub mod connect;
+pub mod dial;
 pub mod executor;
 pub mod icmp;
 pub mod limiter;

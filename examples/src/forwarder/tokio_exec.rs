@@ -15,6 +15,7 @@ use netstack_core::{Config, PacketPort};
 #[cfg(unix)]
 use tokio::io::{unix::AsyncFd, Interest};
 
+use super::dial;
 use super::executor::{Executor, KernelDatagram, KernelStream, TunDevice};
 use super::task::Task;
 #[cfg(unix)]
@@ -103,9 +104,15 @@ impl Executor for Tokio {
         }
     }
 
+    /// Waits for the reactor only if the kernel has not connected the socket inside `connect`
+    /// already (see [`dial`]).
     async fn connect(to: SocketAddr) -> io::Result<tokio::net::TcpStream> {
-        let stream = tokio::net::TcpStream::connect(to).await?;
-        stream.set_nodelay(true)?;
+        let dial = dial::start(to)?;
+        let stream = tokio::net::TcpStream::from_std(dial.stream)?;
+        if !dial.connected {
+            stream.writable().await?;
+            dial::finish(&stream)?;
+        }
         Ok(stream)
     }
 
