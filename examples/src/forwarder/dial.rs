@@ -99,19 +99,27 @@ mod tests {
     #[test]
     fn a_dial_to_a_listener_on_this_host_is_connected_when_it_starts() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let dial = start(listener.local_addr().unwrap()).unwrap();
+        let to = listener.local_addr().unwrap();
+        // Loopback completes the handshake inside `connect`, unless the kernel deferred its
+        // packet processing to ksoftirqd (a loaded machine): of ten dials, one at least must
+        // be seen connected at once, and every one must connect.
+        let mut at_once = 0;
+        for _ in 0..10 {
+            let dial = start(to).unwrap();
+            at_once += usize::from(dial.connected);
+            dial.stream.set_nonblocking(false).unwrap();
+            finish(&dial.stream).unwrap();
+            assert!(SockRef::from(&dial.stream).tcp_nodelay().unwrap());
+            let (mut accepted, _) = listener.accept().unwrap();
+            (&dial.stream).write_all(b"x").unwrap();
+            let mut byte = [0u8; 1];
+            accepted.read_exact(&mut byte).unwrap();
+            assert_eq!(&byte, b"x");
+        }
         assert!(
-            dial.connected,
-            "loopback completes the handshake inside connect"
+            at_once > 0,
+            "no dial to this host was connected when `start` returned"
         );
-        finish(&dial.stream).unwrap();
-        let (mut accepted, _) = listener.accept().unwrap();
-        dial.stream.set_nonblocking(false).unwrap();
-        (&dial.stream).write_all(b"x").unwrap();
-        let mut byte = [0u8; 1];
-        accepted.read_exact(&mut byte).unwrap();
-        assert_eq!(&byte, b"x");
-        assert!(SockRef::from(&dial.stream).tcp_nodelay().unwrap());
     }
 
     #[test]
