@@ -1071,3 +1071,31 @@ fn idle_test(
     }
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subject_of_one_run_gets_a_colour_of_its_own() {
+        // The two baselines come from the environment: count them whether or not it is set.
+        let with_baselines = subjects(Path::new("target/release"))
+            .iter()
+            .filter(|s| !s.key.starts_with("netstack-baseline"))
+            .count()
+            + 2;
+        assert!(
+            with_baselines <= bench_report::COLOURS.len(),
+            "{with_baselines} subjects, {} colours",
+            bench_report::COLOURS.len()
+        );
+        let mut colours = bench_report::COLOURS.to_vec();
+        colours.sort_unstable();
+        colours.dedup();
+        assert_eq!(
+            colours.len(),
+            bench_report::COLOURS.len(),
+            "a colour is listed twice"
+        );
+    }
+}

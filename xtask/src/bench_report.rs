@@ -845,9 +845,11 @@ pub fn json(results: &Results) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-/// Bar colours, one per subject.
-const COLOURS: [&str; 7] = [
-    "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#bcbd22",
+/// Bar colours, one per subject: as many as there are subjects, so that no two subjects of a
+/// chart share one (with seven, the eighth subject, gVisor's, took the kernel relay's grey).
+pub(crate) const COLOURS: [&str; 12] = [
+    "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#bcbd22", "#8c564b",
+    "#e377c2", "#17becf", "#393b79", "#000000",
 ];
 
 /// Geometry of the chart.
