@@ -97,8 +97,8 @@ pub struct Args {
     pub max_dials_per_destination: usize,
     /// TCP runner groups: connections hash to one of N groups, each with its own lock and
     /// runner task, so that connections of different groups are serviced on different cores.
-    /// Default: half the executor's worker threads, at least one (tokio: `TOKIO_WORKER_THREADS`
-    /// or the number of cores; `tun_forward_smol`: 1).
+    /// Default: one per worker thread of the executor (tokio: `TOKIO_WORKER_THREADS` or the
+    /// number of cores; `tun_forward_smol`: 1, or `--threads`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub runners: Option<u16>,
     /// Seconds a connection may sit idle with empty buffers before it gives its buffer pages

@@ -167,16 +167,21 @@ pub async fn forward<E: Executor>(
     Ok(exit)
 }
 
-/// Runner groups when `--runners` is not given: half the executor's worker threads, at least
-/// one. The other half serve the relays and their kernel sockets, whose system calls are most
-/// of the forwarder's CPU. Measured on the 2-core bench machine, two runs of
-/// `NETSTACK_BENCH_BASELINE=<script: tun_forward --runners 1> cargo xtask bench --only
-/// netstack,netstack-baseline --no-udp --no-conn-tests --no-scaling --runs 3 --seconds 5`
-/// (BENCHMARKS.md, "Before and after"): two groups on two workers lost to one group in MTU
-/// 1500 download (8.8-9.5 against 9.6-11.3 Gbit/s) and MTU 65000 with 8 streams (13.3-15.8
-/// against 15.8-16.7), and won only MTU 65000 upload (15.1-15.5 against 13.1-13.3).
+/// Runner groups when `--runners` is not given: one per worker thread of the executor, so that
+/// every worker can run a group's pass while another runs, and a connection's set-up in one
+/// group does not wait for another connection's teardown in the other.
+///
+/// Until run P this was half the workers (one group on the 2-core bench machine): then (run A,
+/// with half of today's throughput) two groups lost to one in MTU 1500 download and MTU 65000
+/// with 8 streams. On today's code two groups won MTU 65000 with 8 streams by 2.6 % (three
+/// alternating one-cell runs each, `FWD_ARGS='--runners 2' bench/scripts/tcp_one_cell.sh
+/// target/release/tun_forward 65000 /tmp/t -P 8` against no flag: 25.1, 25.9, 23.6 against
+/// 24.6, 25.2, 22.9 Gbit/s) and one client's connection rate by 2.6-8.5 %
+/// (`bench/scripts/rate_one_cell.sh target/release/tun_forward 1 /tmp/rate [--runners 2]`,
+/// four pairs), and were within the spread of one group in the single-stream cells;
+/// BENCHMARKS.md, run P, measured the whole benchmark both ways.
 fn default_runners(workers: usize) -> usize {
-    (workers / 2).max(1)
+    workers.max(1)
 }
 
 #[cfg(test)]
@@ -184,11 +189,10 @@ mod tests {
     use super::default_runners;
 
     #[test]
-    fn runner_groups_default_to_half_the_workers_and_at_least_one() {
+    fn runner_groups_default_to_one_per_worker_and_at_least_one() {
         assert_eq!(default_runners(0), 1);
         assert_eq!(default_runners(1), 1);
-        assert_eq!(default_runners(2), 1);
-        assert_eq!(default_runners(3), 1);
-        assert_eq!(default_runners(8), 4);
+        assert_eq!(default_runners(2), 2);
+        assert_eq!(default_runners(8), 8);
     }
 }
