@@ -47,9 +47,9 @@ struct TokioArgs {
     #[command(flatten)]
     forward: Args,
     /// Read the device and relay UDP on a thread of their own (a single-thread runtime) instead
-    /// of on tokio's workers: about 20 % more UDP upload on a 2-core machine, at a cost of
-    /// about 30 % in UDP download and 4-12 % in TCP (BENCHMARKS.md, run M). For UDP-heavy
-    /// tunnels (QUIC, WireGuard, games).
+    /// of on tokio's workers: 3-11 % more UDP upload on a 2-core machine, at a cost of about
+    /// 30 % in UDP download, 2-14 % in TCP and 43 µs of UDP round trip (BENCHMARKS.md, run P).
+    /// For upload-heavy UDP tunnels.
     #[arg(long)]
     device_thread: bool,
 }

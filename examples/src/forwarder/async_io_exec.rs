@@ -146,9 +146,9 @@ impl Executor for AsyncIoThreads {
     }
 }
 
-/// A kernel TCP connection to `to` with `TCP_NODELAY`, registered with async-io's reactor.
-/// Connects to `to` with `TCP_NODELAY`; waits for the reactor only if the kernel has not
-/// connected the socket inside `connect` already (see [`dial`]).
+/// A kernel TCP connection to `to` with `TCP_NODELAY`, registered with async-io's reactor. It
+/// waits for the reactor only if the kernel has not connected the socket inside `connect`
+/// already (see [`dial`]).
 async fn connect_nodelay(to: SocketAddr) -> io::Result<Async<TcpStream>> {
     let dial = dial::start(to)?;
     let stream = Async::new_nonblocking(dial.stream)?;

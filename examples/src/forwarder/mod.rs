@@ -169,17 +169,17 @@ pub async fn forward<E: Executor>(
 
 /// Runner groups when `--runners` is not given: one per worker thread of the executor, so that
 /// every worker can run a group's pass while another runs, and a connection's set-up in one
-/// group does not wait for another connection's teardown in the other.
+/// group does not wait behind another connection's teardown in the other.
 ///
-/// Until run P this was half the workers (one group on the 2-core bench machine): then (run A,
-/// with half of today's throughput) two groups lost to one in MTU 1500 download and MTU 65000
-/// with 8 streams. On today's code two groups won MTU 65000 with 8 streams by 2.6 % (three
-/// alternating one-cell runs each, `FWD_ARGS='--runners 2' bench/scripts/tcp_one_cell.sh
-/// target/release/tun_forward 65000 /tmp/t -P 8` against no flag: 25.1, 25.9, 23.6 against
-/// 24.6, 25.2, 22.9 Gbit/s) and one client's connection rate by 2.6-8.5 %
-/// (`bench/scripts/rate_one_cell.sh target/release/tun_forward 1 /tmp/rate [--runners 2]`,
-/// four pairs), and were within the spread of one group in the single-stream cells;
-/// BENCHMARKS.md, run P, measured the whole benchmark both ways.
+/// Until run P this was half the workers (one group on the 2-core bench machine): in run A
+/// (2026-12-02, at half of today's throughput) two groups lost to one in MTU 1500 download and
+/// MTU 65000 with 8 streams. In run P (BENCHMARKS.md: `tun_forward` against the same binary
+/// with `--runners 1`, in one run) two groups were within the spread of one in every TCP and
+/// UDP cell, and one client's connection rate rose 4.5 % (six alternating pairs of
+/// `bench/scripts/rate_one_cell.sh target/release/tun_forward 1 /tmp/rate [--runners 1]`:
+/// 22,460 against 21,499 connections in 5 s). The price: buffer growth is allowed per group
+/// (`Config::tcp_buffer_growth`), so 8 bulk streams at MTU 65000 peaked at 29.6 MiB of RSS
+/// against 23.0.
 fn default_runners(workers: usize) -> usize {
     workers.max(1)
 }

@@ -42,10 +42,11 @@ impl Tokio {
     /// so the reader moves between workers and reads a few packets per wake-up. Each packet's
     /// arrival then wakes the idle worker again. On its own thread, the reader drains the
     /// device while packets queue, with no wake-ups in between. On the 2-core bench machine
-    /// this carried 1.94 Gbit/s of UDP upload against 1.60 without it, but cost UDP
-    /// download (1.18 against 1.61) and TCP 4-12 % (the TCP runners and relays are then woken
-    /// from another thread); see BENCHMARKS.md, run M. Off by default: `tun_forward
-    /// --device-thread`.
+    /// this carried 1.85 and 1.90 Gbit/s of UDP upload (MTU 1500 and 65000) against 1.66 and
+    /// 1.84 without it, but cost UDP download (1.13 against 1.66), TCP 2-14 % (the TCP runners
+    /// and relays are then woken from another thread) and 43 µs of UDP echo round trip; see
+    /// BENCHMARKS.md, run P (run M, before the device reader read again after a burst, had
+    /// 1.94 against 1.60). Off by default: `tun_forward --device-thread`.
     ///
     /// # Errors
     /// If the thread or its runtime cannot be started.
