@@ -168,7 +168,7 @@ pub async fn forward<E: Executor>(
 }
 
 /// Runner groups when `--runners` is not given: one per worker thread of the executor, so that
-/// every worker can run a group's pass while another runs, and a connection's set-up in one
+/// the workers can run the groups' passes at the same time, and a connection's set-up in one
 /// group does not wait behind another connection's teardown in the other.
 ///
 /// Until run P this was half the workers (one group on the 2-core bench machine): in run A
