@@ -168,8 +168,9 @@ pub async fn forward<E: Executor>(
 }
 
 /// Runner groups when `--runners` is not given: one per worker thread of the executor, so that
-/// the workers can run the groups' passes at the same time, and a connection's set-up in one
-/// group does not wait behind another connection's teardown in the other.
+/// the workers can run the groups' passes at the same time. (That a connection's set-up in one
+/// group then no longer waits behind another connection's teardown in the other is the likely
+/// reason for the gain below; it was not measured on its own.)
 ///
 /// Until run P this was half the workers (one group on the 2-core bench machine): in run A
 /// (2026-12-02, at half of today's throughput) two groups lost to one in MTU 1500 download and
